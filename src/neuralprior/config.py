@@ -1,0 +1,34 @@
+"""Configuration of a fit, as a small dataclass: every field has the paper's value or says why not."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class FitConfig:
+    """How :func:`neuralprior.fit` optimises the network weights."""
+
+    num_iter: int = 3000            # maximum number of iterations (the stopping rule may end earlier)
+    lr: float = 0.01                # Adam learning rate (paper: 0.01, 0.001 for 50% inpainting)
+    lr_decay_to: float = 1.0        # cosine decay of lr towards lr * lr_decay_to over num_iter (1 = constant, the paper)
+    input_kind: str = "noise"       # z: "noise" (U(0, input_scale)) or "meshgrid"
+    input_scale: float = 0.1        # z ~ U(0, 0.1) in the paper
+    reg_noise_std: float = 1 / 30   # sigma_p: std of the Gaussian perturbation added to z at each step
+    ema: float = 0.99               # exponential moving average of the outputs (0 = off); the returned image
+    loss: str = "mse"               # data term: "mse" or "l1" (issue-free default: the paper's MSE)
+    tv_weight: float = 0.0          # weight of the total-variation regulariser R(x)
+    guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr
+    guard_jump: float = 3.0         # a loss above guard_jump x its running average counts as a jump
+    precision: str = "float32"      # "float32", "bfloat16" (autocast) or "auto" (bfloat16 where fast)
+    channels_last: bool = False     # memory format of activations (faster with bfloat16 on CPU)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FitConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise TypeError(f"unknown FitConfig field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)

@@ -1,0 +1,230 @@
+"""The one fitting loop: theta* = argmin_theta E(F(f_theta(z)), y) + R(f_theta(z))."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from ._validation import NeuralPriorError, check_image
+from .config import FitConfig
+from .device import autocast_context, resolve_device
+from .latent import crop_center, make_latent, padded_size
+from .metrics import psnr
+from .stopping import StoppingRule, make_stopping_rule
+
+
+@dataclass
+class FitState:
+    """What a callback sees after each step."""
+
+    iteration: int                  # 0-based index of the step just taken
+    loss: float                     # data term + regulariser of this step
+    output: torch.Tensor            # raw network output f_theta(z + noise), cropped to the image size
+    estimate: torch.Tensor          # the running estimate (output average when config.ema > 0)
+    lr: float
+    psnr: float | None = None       # of the estimate against x_true, when given
+    best_iteration: int = -1        # iteration of the estimate the stopping rule keeps
+    elapsed: float = 0.0            # seconds since the loop started
+    num_iter: int = 0               # the iteration limit
+
+
+@dataclass
+class FitResult:
+    """The restored image and how it was obtained."""
+
+    image: torch.Tensor             # (1, C, H, W) float32 in [0, 1], on the CPU
+    stopped_at: int                 # iteration whose estimate is returned
+    iterations_run: int             # steps taken
+    reason: str                     # why the loop ended
+    seconds: float                  # wall time of the loop
+    history: dict = field(default_factory=dict)   # per-iteration "loss", and "psnr"/"psnr_raw" with x_true
+    config: dict = field(default_factory=dict)
+    seed: int | None = None
+    device: str = "cpu"
+    precision: str = "float32"
+    interrupted: bool = False       # True when stopped by Ctrl-C / SIGTERM
+
+    @property
+    def oracle_best(self) -> tuple[float, int] | None:
+        """(PSNR, iteration) of the best estimate against the ground truth, when it was given."""
+        p = self.history.get("psnr")
+        if not p:
+            return None
+        i = max(range(len(p)), key=p.__getitem__)
+        return p[i], i
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation, mean absolute difference of neighbouring pixels."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+DATA_TERMS = {
+    "mse": nnf.mse_loss,
+    "l1": nnf.l1_loss,
+    # Poisson negative log-likelihood of counts y given the rate F(x) (up to constants)
+    "poisson": lambda fx, y: (fx.clamp_min(1e-6) - y * torch.log(fx.clamp_min(1e-6))).mean(),
+}
+
+
+def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None = None, *,
+        net: nn.Module, config: FitConfig | None = None, stop: str | int | StoppingRule | None = "none",
+        x_true: torch.Tensor | None = None, img_shape: tuple[int, int] | None = None,
+        seed: int | None = 0, device: str | torch.device | None = "auto",
+        callback: Callable[[FitState], None] | None = None, callback_every: int = 1,
+        time_limit: float | None = None, latent: torch.Tensor | None = None) -> FitResult:
+    """Fit ``net`` so that ``operator(net(z))`` matches the observation ``y``.
+
+    .. math:: \\theta^* = \\arg\\min_\\theta E(F(f_\\theta(z)), y) + \\lambda\\,TV(f_\\theta(z))
+
+    Parameters
+    ----------
+    y : observation, (N, C, h, w) or (C, h, w), float in [0, 1].
+    operator : the measurement model F, any differentiable callable (default: identity).
+    net : generator; needs ``in_channels``, ``multiple`` and ``latent_size`` (see
+        :mod:`neuralprior.networks`); any output size is handled by padding and cropping back.
+    config : optimisation settings (:class:`FitConfig`).
+    stop : ``"auto"`` (no-reference early stopping), ``"none"`` or a number of iterations.
+    x_true : ground truth, only to log PSNR; it never influences the result.
+    img_shape : (H, W) of the image to recover; by default ``operator.input_shape`` or y's size.
+    seed : seeds z and the perturbations (the network's initial weights are the caller's).
+    callback : called with a :class:`FitState` every ``callback_every`` steps.
+    time_limit : stop after this many seconds, returning the best estimate so far.
+    latent : a given input z (e.g. the flash image of flash/no-flash); default: drawn from ``config``.
+
+    Returns
+    -------
+    FitResult
+    """
+    cfg = config or FitConfig()
+    y = check_image(y, "observation")
+    dev = resolve_device(device)
+    operator = operator if operator is not None else nn.Identity()
+    rule = make_stopping_rule(stop)
+    rule.reset()
+    if img_shape is None:
+        shape_fn = getattr(operator, "input_shape", None)
+        img_shape = tuple(shape_fn(tuple(y.shape))[-2:]) if shape_fn else tuple(y.shape[-2:])
+    h, w = img_shape
+    if x_true is not None:
+        x_true = check_image(x_true, "ground truth").to(dev)
+        if tuple(x_true.shape[-2:]) != (h, w):
+            raise NeuralPriorError(f"ground truth is {x_true.shape[-2]}x{x_true.shape[-1]}, the restored image will be {h}x{w}")
+
+    # generators: one on the CPU for z (same z on every device), one on the device for the perturbations
+    seed = int(torch.seed() % 2**31) if seed is None else int(seed)
+    gen_cpu = torch.Generator().manual_seed(seed)
+    gen_dev = torch.Generator(device=dev).manual_seed(seed + 1)
+
+    ph, pw = padded_size(h, w, getattr(net, "multiple", 1))
+    if latent is None:
+        lh, lw = net.latent_size(ph, pw) if hasattr(net, "latent_size") else (ph, pw)
+        z = make_latent(cfg.input_kind, net.in_channels, (lh, lw), scale=cfg.input_scale, generator=gen_cpu)
+    else:
+        z = check_image(latent, "latent").float()
+    net = net.to(dev).train()
+    z, y = z.to(dev), y.to(dev).float()
+    if isinstance(operator, nn.Module):
+        operator = operator.to(dev)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
+    z = z.contiguous(memory_format=memory_format)
+    autocast, precision = autocast_context(dev, cfg.precision)
+    if cfg.loss not in DATA_TERMS:
+        raise NeuralPriorError(f"unknown loss {cfg.loss!r}; use {', '.join(DATA_TERMS)}")
+    data_term = DATA_TERMS[cfg.loss]
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    last_good = [p.detach().clone() for p in params] if cfg.guard else []
+    lr_scale, loss_avg = 1.0, None
+    estimate = best = None
+    best_it, reason, interrupted = -1, "", False
+    history: dict[str, list] = {"loss": []}
+    if x_true is not None:
+        history["psnr"], history["psnr_raw"] = [], []
+    start = time.perf_counter()
+    it = -1
+
+    try:
+        for it in range(cfg.num_iter):
+            # learning rate: constant (paper) or cosine decay, times the guard's back-off
+            decay = cfg.lr_decay_to + (1 - cfg.lr_decay_to) * 0.5 * (1 + math.cos(math.pi * it / max(cfg.num_iter, 1)))
+            lr = cfg.lr * decay * lr_scale
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+
+            # forward: perturb z (sigma_p), generate, crop to the image, measure
+            z_in = z
+            if cfg.reg_noise_std > 0:
+                z_in = z + cfg.reg_noise_std * torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
+            with autocast:
+                out = crop_center(net(z_in), h, w)
+                loss = data_term(operator(out.float()), y)
+                if cfg.tv_weight > 0:
+                    loss = loss + cfg.tv_weight * total_variation(out.float())
+            loss_value = float(loss.detach())   # host sync: needed for the guard and the history
+
+            # divergence guard: on NaN or a sudden jump, go back to the last good weights, halve lr
+            if cfg.guard and (not math.isfinite(loss_value) or
+                              (loss_avg is not None and it > 10 and loss_value > cfg.guard_jump * loss_avg)):
+                with torch.no_grad():
+                    torch._foreach_copy_(params, last_good)
+                optimizer.state.clear()
+                lr_scale *= 0.5
+                history["loss"].append(loss_value)
+                if x_true is not None:
+                    history["psnr"].append(history["psnr"][-1] if history["psnr"] else float("nan"))
+                    history["psnr_raw"].append(history["psnr_raw"][-1] if history["psnr_raw"] else float("nan"))
+                continue
+            if cfg.guard:
+                with torch.no_grad():
+                    torch._foreach_copy_(last_good, [p.detach() for p in params])
+            loss_avg = loss_value if loss_avg is None else 0.9 * loss_avg + 0.1 * loss_value
+
+            # step
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+            # running estimate: exponential average of the outputs, or the output itself
+            out = out.detach().float()
+            if cfg.ema > 0 and estimate is not None:
+                estimate.mul_(cfg.ema).add_(out, alpha=1 - cfg.ema)
+            else:
+                estimate = out.clone()
+            history["loss"].append(loss_value)
+            p = None
+            if x_true is not None:
+                p = psnr(estimate, x_true)
+                history["psnr"].append(p)
+                history["psnr_raw"].append(psnr(out, x_true))
+
+            # stopping rule: keep the estimate it judges best; stop when it says so
+            decision = rule.update(it, estimate)
+            if decision.best or best is None:
+                best, best_it = estimate.clone(), it
+            elapsed = time.perf_counter() - start
+            if callback is not None and (it % callback_every == 0 or decision.stop):
+                callback(FitState(it, loss_value, out, estimate, lr, p, best_it, elapsed, cfg.num_iter))
+            if decision.stop:
+                reason = decision.reason
+                break
+            if time_limit is not None and elapsed > time_limit:
+                reason = f"time limit of {time_limit:g} s reached"
+                break
+        else:
+            reason = f"iteration limit {cfg.num_iter} reached"
+    except KeyboardInterrupt:
+        interrupted, reason = True, "interrupted"
+    if best is None:
+        raise NeuralPriorError("fitting ended before the first iteration completed")
+    return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
+                     reason=reason, seconds=time.perf_counter() - start, history=history,
+                     config=cfg.to_dict(), seed=seed, device=str(dev), precision=precision,
+                     interrupted=interrupted)
