@@ -15,6 +15,8 @@ class FitConfig:
     input_scale: float = 0.1        # z ~ U(0, 0.1) in the paper
     reg_noise_std: float = 1 / 30   # sigma_p: std of the Gaussian perturbation added to z at each step
     ema: float = 0.99               # exponential moving average of the outputs (0 = off); the returned image
+    ema_warmup: bool = True         # average with weight min(ema, (1+t)/(10+t)) so early estimates are not stale
+                                    # (the paper: False, the average starts from the first, random output)
     loss: str = "mse"               # data term: "mse" or "l1" (issue-free default: the paper's MSE)
     tv_weight: float = 0.0          # weight of the total-variation regulariser R(x)
     guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr

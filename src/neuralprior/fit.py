@@ -195,7 +195,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             # running estimate: exponential average of the outputs, or the output itself
             out = out.detach().float()
             if cfg.ema > 0 and estimate is not None:
-                estimate.mul_(cfg.ema).add_(out, alpha=1 - cfg.ema)
+                weight = min(cfg.ema, (1 + it) / (10 + it)) if cfg.ema_warmup else cfg.ema
+                estimate.mul_(weight).add_(out, alpha=1 - weight)
             else:
                 estimate = out.clone()
             history["loss"].append(loss_value)

@@ -25,8 +25,14 @@ def make_latent(kind: str, channels: int, size: tuple[int, int], *, scale: float
 
 
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    """Smallest size >= (height, width) whose sides are multiples of ``multiple``."""
-    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    """Smallest size >= (height, width) whose sides are multiples of ``multiple``.
+
+    Sides are at least ``2 * multiple`` so that the deepest level of a network is
+    at least 2x2, which reflection padding needs.
+    """
+    def up(n):
+        return max(-(-n // multiple) * multiple, 2 * multiple if multiple > 1 else 1)
+    return up(height), up(width)
 
 
 def crop_center(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -1,0 +1,372 @@
+"""Command line: ``neuralprior TASK INPUT -o OUTPUT``; ``neuralprior --help`` lists everything."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from ._validation import NeuralPriorError, check_positive_int
+from .io import ImageInfo, check_output_path, load_image, load_mask, save_image
+from .metrics import psnr, ssim
+from .presets import TASKS, get_preset, preset_table
+from .stopping import make_stopping_rule
+
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump)."""
+
+    def error(self, message):
+        raise NeuralPriorError(message)
+
+
+# --------------------------------------------------------------------------- parser
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return check_positive_int(text, "value")
+    except NeuralPriorError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+
+def _stop_spec(text: str) -> str:
+    try:
+        make_stopping_rule(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run options")
+    g.add_argument("--preset", default="default", help="preset name (see `neuralprior presets`); default: %(default)s")
+    g.add_argument("--iterations", type=_positive_int, metavar="N", help="maximum number of iterations")
+    g.add_argument("--lr", type=_positive_float, help="Adam learning rate")
+    g.add_argument("--stop", type=_stop_spec, metavar="auto|none|N",
+                   help="stopping: auto (no-reference early stop), none (run all iterations) or exactly N iterations")
+    g.add_argument("--time-limit", type=_positive_float, metavar="SECONDS", help="stop after this many seconds")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    g.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="arithmetic precision (default: the preset's)")
+    g.add_argument("--gt", metavar="GROUND_TRUTH", help="ground truth: prints and records PSNR/SSIM, never used to fit")
+    g.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
+    g.add_argument("--save-every", type=_positive_int, metavar="K", help="save a snapshot every K iterations")
+    g.add_argument("--snapshots", metavar="DIR", help="snapshot folder (default: OUTPUT_snapshots)")
+    g.add_argument("--force", action="store_true", help="allow OUTPUT to overwrite INPUT")
+    g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neuralprior", description="Restore images with an untrained network (Deep Image Prior).")
+    parser.add_argument("--version", action="version", version=f"neuralprior {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    helps = {"denoise": "remove noise", "inpaint": "fill missing pixels", "super-resolve": "upscale by an integer factor",
+             "jpeg": "remove JPEG compression artefacts", "reconstruct": "fit the image itself (no degradation)"}
+    for task in TASKS:
+        p = sub.add_parser(task, help=helps[task], description=helps[task])
+        p.add_argument("input", metavar="INPUT", help="image file (PNG, JPEG, TIFF, BMP)")
+        p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="restored image file")
+        if task == "inpaint":
+            p.add_argument("--mask", required=True, metavar="MASK",
+                           help="mask image (non-zero = known pixel) or `zeros`: pixels that are 0 in every channel are missing")
+        if task == "super-resolve":
+            p.add_argument("--factor", required=True, metavar="F", help="integer upscaling factor")
+        _add_run_options(p)
+    d = sub.add_parser("demo", help="denoise a bundled photo and show the result")
+    d.add_argument("-o", "--output", default="demo-output", metavar="DIR", help="output folder (default: %(default)s)")
+    d.add_argument("--size", type=_positive_int, default=256, help="side of the demo image in pixels (default: %(default)s)")
+    d.add_argument("--sigma", type=_positive_float, default=25.0, help="noise level on the 0..255 scale (default: %(default)s)")
+    _add_run_options(d)
+    sub.add_parser("presets", help="list the presets and their values")
+    pl = sub.add_parser("plot", help="plot loss and PSNR curves from a --report JSON file")
+    pl.add_argument("report", metavar="REPORT.json")
+    pl.add_argument("-o", "--output", required=True, metavar="PNG")
+    return parser
+
+
+# --------------------------------------------------------------------------- progress
+
+class Progress:
+    """One status line on a terminal (iteration, loss, PSNR, ETA); silent elsewhere."""
+
+    def __init__(self, enabled: bool, stream=sys.stderr):
+        self.enabled = enabled and stream.isatty()
+        self.stream = stream
+
+    def __call__(self, s) -> None:
+        if not self.enabled:
+            return
+        done = s.iteration + 1
+        eta = s.elapsed / done * (s.num_iter - done)
+        text = f"\rit {done}/{s.num_iter}  loss {s.loss:.3e}"
+        if s.psnr is not None:
+            text += f"  PSNR {s.psnr:.2f} dB"
+        text += f"  {s.elapsed:.0f} s  ETA <= {_clock(eta)}  "
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}" if m < 60 else f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, default=float)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _check_json_path(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise NeuralPriorError(f"{p}: report folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise NeuralPriorError(f"{p}: report folder {parent} is not writable")
+    if p.is_dir():
+        raise NeuralPriorError(f"{p}: is a directory; give a file name")
+    return p
+
+
+def _overrides(args) -> dict:
+    o = {}
+    if args.iterations is not None:
+        o["num_iter"] = args.iterations
+    if args.lr is not None:
+        o["lr"] = args.lr
+    if args.precision is not None:
+        o["precision"] = args.precision
+    return o
+
+
+def _mask_from_zeros(x: torch.Tensor) -> torch.Tensor:
+    m = (x != 0).any(dim=1, keepdim=True).float()
+    if m.sum() == 0:
+        raise NeuralPriorError("--mask zeros: every pixel of the input is 0, nothing is known")
+    return m
+
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------- commands
+
+def _run_task(args) -> int:
+    from .tasks import restore
+
+    task = args.command
+    factor = check_positive_int(args.factor, "--factor") if task == "super-resolve" else None
+    preset = get_preset(task, args.preset, factor=factor)             # unknown preset: error before any work
+    image, info = load_image(args.input)
+    mask = None
+    if task == "inpaint":
+        if args.mask == "zeros":
+            mask = _mask_from_zeros(image)
+        else:
+            mask = load_mask(args.mask, shape=tuple(image.shape[-2:]))
+    out_shape = tuple(image.shape[-2:]) if factor is None else (image.shape[-2] * factor, image.shape[-1] * factor)
+    gt = None
+    if args.gt:
+        gt, _ = load_image(args.gt)
+        if tuple(gt.shape[-2:]) != out_shape:
+            raise NeuralPriorError(f"{args.gt}: ground truth is {gt.shape[-1]}x{gt.shape[-2]}, "
+                                   f"the result will be {out_shape[1]}x{out_shape[0]}")
+        if gt.shape[1] != image.shape[1]:
+            gt = gt.mean(1, keepdim=True) if image.shape[1] == 1 else gt.expand(-1, image.shape[1], -1, -1)
+    output = check_output_path(args.output, input_path=args.input, force=args.force)
+    report_path = _check_json_path(args.report)
+    snap_dir = None
+    if args.save_every:
+        snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
+        snap_dir.mkdir(parents=True, exist_ok=True)
+
+    progress = Progress(not args.quiet)
+
+    def callback(state):
+        progress(state)
+        if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
+            save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, ImageInfo(
+                mode=info.mode, bit_depth=8, alpha=info.alpha))
+
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = restore(task, image, mask=mask, factor=factor, preset=args.preset, stop=args.stop, seed=args.seed,
+                         device=args.device, x_true=gt, callback=callback, time_limit=args.time_limit,
+                         **_overrides(args))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        progress.close()
+    save_image(output, result.image, info)
+
+    report = {
+        "task": task, "preset": preset.name, "input": str(args.input), "output": str(output),
+        "device": result.device, "precision": result.precision, "seed": result.seed,
+        "iterations_run": result.iterations_run, "stopped_at": result.stopped_at, "stop_reason": result.reason,
+        "interrupted": result.interrupted, "seconds": round(result.seconds, 3),
+        "seconds_per_iteration": round(result.seconds / max(result.iterations_run, 1), 4),
+        "factor": factor, "network": {"kind": preset.network, **preset.network_args}, "config": result.config,
+        "stop": args.stop or preset.stop, "history": result.history, "version": __version__,
+    }
+    if gt is not None:
+        best_psnr, best_it = result.oracle_best
+        report.update(psnr=psnr(result.image, gt), ssim=ssim(result.image, gt),
+                      oracle_best_psnr=best_psnr, oracle_best_iteration=best_it)
+        if factor is None:
+            report["input_psnr"] = psnr(image, gt)
+    if report_path is not None:
+        _write_json(report_path, report)
+    if not args.quiet:
+        state = "interrupted; best result so far" if result.interrupted else "restored"
+        print(f"{state}: {output} ({result.iterations_run} iterations, {result.seconds:.1f} s, "
+              f"returned iteration {result.stopped_at}: {result.reason})")
+        if gt is not None:
+            line = f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}"
+            if "input_psnr" in report:
+                line += f"  (input {report['input_psnr']:.2f} dB)"
+            print(line + f"  oracle best {best_psnr:.2f} dB at iteration {best_it}")
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _run_demo(args) -> int:
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from skimage import data
+
+    from .tasks import denoise
+
+    out = Path(args.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NeuralPriorError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise NeuralPriorError(f"{out}: output folder is not writable")
+    get_preset("denoise", args.preset)
+    photo = Image.fromarray(data.astronaut()).resize((args.size, args.size), Image.LANCZOS)
+    clean = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    gen = torch.Generator().manual_seed(1234)
+    noisy = (clean + args.sigma / 255 * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
+    noisy = torch.round(noisy * 255) / 255                            # what an 8-bit file holds
+    if not args.quiet:
+        print(f"demo: astronaut (scikit-image) at {args.size}x{args.size}, Gaussian noise sigma {args.sigma:g}/255")
+    progress = Progress(not args.quiet)
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = denoise(noisy, preset=args.preset, stop=args.stop, seed=args.seed, device=args.device, x_true=clean,
+                         callback=progress, time_limit=args.time_limit, **_overrides(args))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        progress.close()
+    p_noisy, p_out = psnr(noisy, clean), psnr(result.image, clean)
+    for name, img in (("clean", clean), ("noisy", noisy), ("restored", result.image)):
+        save_image(out / f"{name}.png", img)
+    tiles = [(noisy, f"noisy {p_noisy:.2f} dB"), (result.image, f"restored {p_out:.2f} dB"), (clean, "clean")]
+    h, w = clean.shape[-2:]
+    canvas = Image.new("RGB", (3 * w + 20, h + 24), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (img, label) in enumerate(tiles):
+        arr = (img[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        canvas.paste(Image.fromarray(arr), (i * (w + 10), 24))
+        draw.text((i * (w + 10) + 4, 5), label, fill="black")
+    tmp = out / ".side_by_side.tmp.png"
+    canvas.save(tmp)
+    os.replace(tmp, out / "side_by_side.png")
+    _write_json(out / "report.json", {
+        "task": "denoise", "preset": args.preset, "device": result.device, "precision": result.precision,
+        "iterations_run": result.iterations_run, "stopped_at": result.stopped_at, "stop_reason": result.reason,
+        "seconds": round(result.seconds, 3), "input_psnr": p_noisy, "psnr": p_out, "ssim": ssim(result.image, clean),
+        "oracle_best_psnr": result.oracle_best[0], "oracle_best_iteration": result.oracle_best[1],
+        "history": result.history})
+    if not args.quiet:
+        print(f"PSNR before: {p_noisy:.2f} dB  after: {p_out:.2f} dB  (+{p_out - p_noisy:.2f} dB, "
+              f"{result.iterations_run} iterations, {result.seconds:.1f} s on {result.device})")
+        print(f"wrote {out}/noisy.png, restored.png, clean.png, side_by_side.png, report.json")
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _run_plot(args) -> int:
+    from .viz import plot_report
+
+    path = Path(args.report)
+    if not path.is_file():
+        raise NeuralPriorError(f"{path}: no such report file")
+    try:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise NeuralPriorError(f"{path}: not a JSON report") from None
+    if not isinstance(report, dict) or not report.get("history", {}).get("loss"):
+        raise NeuralPriorError(f"{path}: report has no history (write it with --report)")
+    output = check_output_path(args.output)
+    plot_report(report, output)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``neuralprior`` command; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_ERROR
+        if args.command == "presets":
+            print(preset_table())
+            return 0
+        if args.command == "demo":
+            return _run_demo(args)
+        if args.command == "plot":
+            return _run_plot(args)
+        return _run_task(args)
+    except NeuralPriorError as e:
+        print(f"neuralprior: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("neuralprior: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("neuralprior: error: out of memory; try a smaller image or a lighter preset", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # never a traceback for users; NEURALPRIOR_DEBUG=1 shows it
+        if os.environ.get("NEURALPRIOR_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"neuralprior: error: {type(e).__name__}: {msg} (set NEURALPRIOR_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Task presets: which network, which fitting settings, which stopping rule.
+
+Each task has a ``default`` preset (fast: a lighter network, bfloat16 where the hardware
+runs it natively, automatic stopping) and a ``paper`` preset that reproduces the original
+Deep Image Prior configuration (float32, fixed iteration counts). ``docs/presets.md``
+lists them all; :func:`preset_table` prints the same table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from ._validation import NeuralPriorError
+from .config import FitConfig
+from .networks import DeepDecoder, EncoderDecoder, SkipNet
+
+TASKS = ("denoise", "inpaint", "super-resolve", "jpeg", "reconstruct")
+
+# The paper's hourglass (denoising, super-resolution): 2,217,831 parameters.
+PAPER_NET: dict = {}
+# Lighter hourglass used by the default presets: few channels at full resolution, where the cost is.
+LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], channels_skip=4)
+FAST = dict(precision="auto", channels_last=True)
+
+
+@dataclass
+class Preset:
+    """A named recipe for one task."""
+
+    name: str
+    task: str
+    network: str = "skip"                       # "skip" (SkipNet), "lab" (EncoderDecoder) or "decoder" (DeepDecoder)
+    network_args: dict = field(default_factory=dict)
+    fit: FitConfig = field(default_factory=FitConfig)
+    stop: str | int = "auto"                    # "auto", "none" or a number of iterations
+    description: str = ""
+
+    def build_network(self, out_channels: int, seed: int | None = 0) -> nn.Module:
+        """A freshly initialised network; its weights depend only on ``seed`` (the global RNG is untouched)."""
+        kinds = {"skip": SkipNet, "lab": EncoderDecoder, "decoder": DeepDecoder}
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            return kinds[self.network](out_channels=out_channels, **self.network_args)
+
+
+def _presets() -> list[Preset]:
+    P = Preset
+    sr = dict(network_args=PAPER_NET)
+    return [
+        # denoising (also used for any Gaussian-like noise)
+        P("default", "denoise", network_args=LIGHT_NET,
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=1 / 30, ema=0.99, **FAST),
+          description="light hourglass, bfloat16 where fast, automatic stop"),
+        P("paper", "denoise", network_args=PAPER_NET,
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=1 / 30, ema=0.99, ema_warmup=False), stop="none",
+          description="denoising.ipynb (F16): 3000 it, lr 0.01, sigma_p 1/30, EMA 0.99"),
+        P("decoder", "denoise", network="decoder", network_args=dict(channels=64, num_layers=5),
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.0, ema=0.0, input_scale=1.0), stop="auto",
+          description="Deep Decoder (Heckel & Hand 2019), under-parameterised"),
+        # blind JPEG artefact removal
+        P("default", "jpeg", network_args=LIGHT_NET,
+          fit=FitConfig(num_iter=2400, lr=0.01, reg_noise_std=1 / 30, ema=0.99, **FAST),
+          description="light hourglass, bfloat16 where fast, automatic stop"),
+        P("paper", "jpeg",
+          network_args=dict(in_channels=3, channels_down=[8, 16, 32, 64, 128], channels_up=[8, 16, 32, 64, 128],
+                            channels_skip=[0, 0, 0, 4, 4]),
+          fit=FitConfig(num_iter=2400, lr=0.01, reg_noise_std=1 / 30, ema=0.99, ema_warmup=False), stop="none",
+          description="denoising.ipynb (snail): 2400 it, input depth 3, no skips at the top levels"),
+        # inpainting
+        P("default", "inpaint", network_args=dict(LIGHT_NET, upsample="nearest"),
+          fit=FitConfig(num_iter=6000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
+          description="light hourglass, nearest upsampling, bfloat16 where fast, automatic stop"),
+        P("paper", "inpaint", network_args=dict(channels_skip=128, upsample="nearest"),
+          fit=FitConfig(num_iter=6001, lr=0.01, reg_noise_std=0.03, ema=0.0, guard=False), stop="none",
+          description="inpainting.ipynb (kate, text masks): 6001 it, skip 128, nearest"),
+        P("paper-restoration", "inpaint", network_args=PAPER_NET,
+          fit=FitConfig(num_iter=11000, lr=0.001, reg_noise_std=0.03, ema=0.0), stop="none",
+          description="restoration.ipynb (barbara, 50% random pixels): 11000 it at lr 0.001"),
+        # super-resolution (iteration counts and sigma_p depend on the factor, see get_preset)
+        P("default", "super-resolve", network_args=LIGHT_NET,
+          fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
+          description="light hourglass, bfloat16 where fast, automatic stop"),
+        P("paper", "super-resolve", fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.0, guard=False),
+          stop="none", description="super-resolution.ipynb: x4 2000 it sigma_p 0.03; x8 4000 it sigma_p 0.05", **sr),
+        # plain reconstruction: fit the image itself (the lab's first experiment)
+        P("default", "reconstruct", network_args=LIGHT_NET,
+          fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.0, ema=0.0, guard=True, **FAST), stop="none",
+          description="light hourglass, no perturbation, no averaging: the network fits the image"),
+        P("paper", "reconstruct", network_args=PAPER_NET,
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.0, ema=0.0), stop="none",
+          description="the paper's hourglass fitting the image, 3000 it"),
+        P("lab", "reconstruct", network="lab", network_args=dict(width=64, skip_channels=8),
+          fit=FitConfig(num_iter=1000, lr=0.01, reg_noise_std=0.0, ema=0.0), stop="none",
+          description="the lab's encoder-decoder with two skip connections"),
+    ]
+
+
+PRESETS = _presets()
+
+
+def preset_names(task: str) -> list[str]:
+    return [p.name for p in PRESETS if p.task == task]
+
+
+def get_preset(task: str, name: str = "default", *, factor: int | None = None) -> Preset:
+    """The preset ``name`` for ``task`` (a copy: changing it changes nothing else).
+
+    For super-resolution the paper's iteration count and sigma_p depend on ``factor``
+    (x8: 4000 iterations, sigma_p 0.05).
+    """
+    if task not in TASKS:
+        raise NeuralPriorError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    for p in PRESETS:
+        if p.task == task and p.name == name:
+            p = replace(p, fit=replace(p.fit), network_args=dict(p.network_args))
+            if task == "super-resolve" and factor is not None and factor >= 8:
+                p.fit = replace(p.fit, num_iter=4000, reg_noise_std=0.05)
+            return p
+    raise NeuralPriorError(f"unknown preset {name!r} for {task}; available: {', '.join(preset_names(task))}")
+
+
+def preset_table() -> str:
+    """Markdown table of every preset and its values."""
+    rows = ["| task | preset | network | iterations | lr | sigma_p | EMA | precision | stop | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in PRESETS:
+        args = ", ".join(f"{k}={v}" for k, v in p.network_args.items()) or "paper defaults"
+        f = p.fit
+        rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.num_iter} | {f.lr:g} | {f.reg_noise_std:.4g} "
+                    f"| {f.ema:g} | {f.precision} | {p.stop} | {p.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,192 @@
+"""The command line end to end on tiny images: the contract scripts rely on."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neuralprior.cli import main
+
+FAST = ["--iterations", "3", "--stop", "none", "--device", "cpu", "--quiet"]
+
+
+def _png(path: Path, arr: np.ndarray) -> Path:
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def rgb(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    return _png(tmp_path / "in.png", rng.integers(0, 256, (20, 23, 3), dtype=np.uint8))
+
+
+def run(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def test_denoise_writes_same_size_and_report(rgb, tmp_path):
+    out, rep = tmp_path / "out.png", tmp_path / "r.json"
+    assert run("denoise", rgb, "-o", out, "--report", rep, "--gt", rgb, *FAST) == 0
+    im = Image.open(out)
+    assert im.size == (23, 20) and im.mode == "RGB"
+    r = json.loads(rep.read_text())
+    for key in ("task", "preset", "device", "iterations_run", "stopped_at", "seconds",
+                "psnr", "ssim", "oracle_best_psnr", "oracle_best_iteration"):
+        assert key in r, key
+    assert r["task"] == "denoise" and r["iterations_run"] == 3 and r["device"] == "cpu"
+    assert len(r["history"]["psnr"]) == 3
+    assert r["oracle_best_psnr"] == max(r["history"]["psnr"])
+
+
+def test_super_resolve_output_is_factor_times_larger(rgb, tmp_path):
+    out = tmp_path / "sr.png"
+    assert run("super-resolve", rgb, "--factor", "3", "-o", out, *FAST) == 0
+    assert Image.open(out).size == (69, 60)
+
+
+def test_inpaint_with_mask_file_and_zeros(tmp_path):
+    rng = np.random.default_rng(1)
+    img = rng.integers(1, 256, (24, 24), dtype=np.uint8)
+    mask = (rng.random((24, 24)) > 0.5).astype(np.uint8) * 255
+    img_masked = np.where(mask > 0, img, 0).astype(np.uint8)
+    src, m = _png(tmp_path / "g.png", img_masked), _png(tmp_path / "m.png", mask)
+    assert run("inpaint", src, "--mask", m, "-o", tmp_path / "a.png", *FAST) == 0
+    assert run("inpaint", src, "--mask", "zeros", "-o", tmp_path / "b.png", *FAST) == 0
+    a = np.asarray(Image.open(tmp_path / "a.png"))
+    assert a.shape == (24, 24) and Image.open(tmp_path / "a.png").mode == "L"
+
+
+def test_jpeg_and_reconstruct_keep_mode_and_depth(tmp_path):
+    rng = np.random.default_rng(2)
+    rgba = _png(tmp_path / "a.png", rng.integers(0, 256, (16, 16, 4), dtype=np.uint8))
+    assert run("jpeg", rgba, "-o", tmp_path / "o.png", *FAST) == 0
+    o = Image.open(tmp_path / "o.png")
+    assert o.mode == "RGBA"
+    assert np.array_equal(np.asarray(o)[..., 3], np.asarray(Image.open(rgba))[..., 3])  # alpha carried through
+    g16 = tmp_path / "g16.png"
+    Image.fromarray(rng.integers(0, 65536, (16, 16), dtype=np.uint16)).save(g16)
+    assert run("reconstruct", g16, "-o", tmp_path / "o16.png", *FAST) == 0
+    assert np.asarray(Image.open(tmp_path / "o16.png")).dtype in (np.uint16, np.int32)
+    assert Image.open(tmp_path / "o16.png").mode.startswith("I")
+
+
+def test_same_seed_same_output_file(rgb, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert run("denoise", rgb, "-o", a, "--seed", 5, *FAST) == 0
+    assert run("denoise", rgb, "-o", b, "--seed", 5, *FAST) == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_snapshots(rgb, tmp_path):
+    out = tmp_path / "o.png"
+    assert run("denoise", rgb, "-o", out, "--save-every", 1, "--snapshots", tmp_path / "snaps", *FAST) == 0
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == [
+        "iter_000001.png", "iter_000002.png", "iter_000003.png"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["denoise", "{missing}", "-o", "{out}"], "no such file"),
+    (["denoise", "{dir}", "-o", "{out}"], "directory"),
+    (["denoise", "{empty}", "-o", "{out}"], "empty file"),
+    (["denoise", "{text}", "-o", "{out}"], "not a readable image"),
+    (["denoise", "{truncated}", "-o", "{out}"], "corrupt"),
+    (["denoise", "{tiny}", "-o", "{out}"], "at least 2x2"),
+    (["inpaint", "{rgb}", "--mask", "{badmask}", "-o", "{out}"], "mask is"),
+    (["inpaint", "{rgb}", "--mask", "{zeromask}", "-o", "{out}"], "no known pixel"),
+    (["super-resolve", "{rgb}", "--factor", "0", "-o", "{out}"], "positive integer"),
+    (["super-resolve", "{rgb}", "--factor", "-1", "-o", "{out}"], "positive integer"),
+    (["super-resolve", "{rgb}", "--factor", "2.5", "-o", "{out}"], "positive integer"),
+    (["denoise", "{rgb}", "-o", "{out}", "--preset", "nosuch"], "unknown preset"),
+    (["denoise", "{rgb}", "-o", "{out}", "--bogus"], "unrecognized arguments"),
+    (["denoise", "{rgb}", "-o", "{tmp}/missing/out.png"], "does not exist"),
+    (["denoise", "{rgb}", "-o", "{rgb}"], "overwrite the input"),
+    (["denoise", "{rgb}", "-o", "{tmp}/out.xyz"], "unknown output format"),
+    (["denoise", "{rgb}", "-o", "{out}", "--stop", "soon"], "stop"),
+    (["denoise", "{rgb}", "-o", "{out}", "--iterations", "0"], "positive integer"),
+    (["denoise", "{rgb}", "-o", "{out}", "--device", "cuda:7"] if not __import__("torch").cuda.is_available()
+     else ["denoise", "{rgb}", "-o", "{out}", "--device", "warp"], "device"),
+])
+def test_bad_input_one_line_error_nonzero_exit_nothing_written(argv, message, tmp_path, rgb, capsys):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello, not an image\n")
+    full = (tmp_path / "full.png")
+    _png(full, np.zeros((40, 40, 3), np.uint8) + 100)
+    (tmp_path / "truncated.png").write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2])
+    _png(tmp_path / "tiny.png", np.zeros((1, 1, 3), np.uint8))
+    _png(tmp_path / "badmask.png", np.full((5, 5), 255, np.uint8))
+    _png(tmp_path / "zeromask.png", np.zeros((20, 23), np.uint8))
+    names = dict(missing=tmp_path / "nope.png", dir=tmp_path / "dir", empty=tmp_path / "empty.png",
+                 text=tmp_path / "text.png", truncated=tmp_path / "truncated.png", tiny=tmp_path / "tiny.png",
+                 badmask=tmp_path / "badmask.png", zeromask=tmp_path / "zeromask.png", rgb=rgb,
+                 out=tmp_path / "out.png", tmp=tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rgb_bytes = rgb.read_bytes()
+    argv = [a.format(**names) for a in argv]
+    code = run(argv[0], *FAST, *argv[1:])              # the case's own options come last and win
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("neuralprior: error:"), err
+    assert message in lines[0]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before      # nothing written
+    assert rgb.read_bytes() == rgb_bytes                             # input untouched
+
+
+def test_force_allows_overwriting_input(rgb):
+    assert run("denoise", rgb, "-o", rgb, "--force", *FAST) == 0
+
+
+def test_presets_command_lists_every_task(capsys):
+    assert run("presets") == 0
+    out = capsys.readouterr().out
+    for task in ("denoise", "inpaint", "super-resolve", "jpeg", "reconstruct"):
+        assert f"| {task} | paper |" in out and f"| {task} | default |" in out
+
+
+def test_plot_from_report(rgb, tmp_path):
+    rep = tmp_path / "r.json"
+    assert run("denoise", rgb, "-o", tmp_path / "o.png", "--gt", rgb, "--report", rep, *FAST) == 0
+    assert run("plot", rep, "-o", tmp_path / "curve.png") == 0
+    assert Image.open(tmp_path / "curve.png").size[0] > 100
+    assert run("plot", tmp_path / "o.png", "-o", tmp_path / "c2.png") != 0
+
+
+def test_demo_runs_and_gains(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert run("demo", "-o", out, "--size", "64", "--iterations", "150", "--stop", "none", "--device", "cpu") == 0
+    for name in ("noisy.png", "restored.png", "clean.png", "side_by_side.png", "report.json"):
+        assert (out / name).is_file()
+    r = json.loads((out / "report.json").read_text())
+    assert r["psnr"] > r["input_psnr"] + 1.0
+    assert "PSNR before" in capsys.readouterr().out
+
+
+def test_console_script_and_sigterm_writes_best_so_far(rgb, tmp_path):
+    """SIGTERM mid-run: the best result so far is written, the report says interrupted, exit is non-zero."""
+    exe = Path(sys.executable).with_name("neuralprior")
+    out, rep = tmp_path / "o.png", tmp_path / "r.json"
+    big = _png(tmp_path / "big.png", np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    proc = subprocess.Popen([str(exe), "denoise", str(big), "-o", str(out), "--report", str(rep), "--iterations",
+                             "100000", "--stop", "none", "--device", "cpu", "--save-every", "1",
+                             "--snapshots", str(tmp_path / "s"), "-q"], stderr=subprocess.PIPE, text=True)
+    import time
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "s").exists() or not any((tmp_path / "s").glob("*.png")):
+        time.sleep(0.2)
+        if time.time() > deadline:
+            break
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert Image.open(out).size == (96, 96)
+    assert json.loads(rep.read_text())["interrupted"] is True
