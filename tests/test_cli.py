@@ -162,7 +162,7 @@ def test_plot_from_report(rgb, tmp_path):
 
 def test_demo_runs_and_gains(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert run("demo", "-o", out, "--size", "64", "--iterations", "150", "--stop", "none", "--device", "cpu") == 0
+    assert run("demo", "-o", out, "--size", "64", "--iterations", "400", "--stop", "none", "--device", "cpu") == 0
     for name in ("noisy.png", "restored.png", "clean.png", "side_by_side.png", "report.json"):
         assert (out / name).is_file()
     r = json.loads((out / "report.json").read_text())

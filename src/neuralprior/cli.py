@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run_options(p)
     d = sub.add_parser("demo", help="denoise a bundled photo and show the result")
     d.add_argument("-o", "--output", default="demo-output", metavar="DIR", help="output folder (default: %(default)s)")
-    d.add_argument("--size", type=_positive_int, default=256, help="side of the demo image in pixels (default: %(default)s)")
+    d.add_argument("--size", type=_positive_int, default=128, help="side of the demo image in pixels (default: %(default)s)")
     d.add_argument("--sigma", type=_positive_float, default=25.0, help="noise level on the 0..255 scale (default: %(default)s)")
     _add_run_options(d)
     sub.add_parser("presets", help="list the presets and their values")

@@ -98,8 +98,11 @@ def _read_array(path: Path) -> tuple[np.ndarray, str]:
 def _read_png16(path: Path) -> np.ndarray:
     import png
 
-    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
-    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, info["planes"])
+    try:
+        w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+        arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, info["planes"])
+    except png.Error as e:          # pypng's errors are not OSError/ValueError: name them here
+        _fail(path, f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     return arr
 
 
@@ -126,11 +129,15 @@ def load_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
     path = Path(path)
     _check_readable(path)
     arr, fmt = _read_array(path)
+    if arr.ndim != 3 or arr.size == 0:
+        _fail(path, f"image has no pixels (array of shape {arr.shape})")
     if arr.dtype == np.uint8 or arr.dtype == bool:
         depth, scale = 8, 255.0
     elif arr.dtype in (np.uint16, np.int32, np.int64, np.uint32):
         depth, scale = 16, 65535.0
     elif arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            _fail(path, "image contains NaN or infinite values")
         depth, scale = 16, (1.0 if arr.max() <= 1.0 else 65535.0)
     else:
         _fail(path, f"unsupported pixel type {arr.dtype}")
@@ -212,8 +219,8 @@ def save_image(path: str | os.PathLike, x: torch.Tensor, info: ImageInfo | None 
     info = info or ImageInfo(mode="L" if x.shape[-3] == 1 else "RGB")
     depth = info.bit_depth if fmt in ("PNG", "TIFF") else 8
     alpha = info.alpha
-    if alpha is not None and fmt in ("JPEG",):
-        warnings.warn(f"{path}: JPEG has no alpha channel; it is dropped", stacklevel=2)
+    if alpha is not None and fmt in ("JPEG", "BMP"):
+        warnings.warn(f"{path}: {fmt} has no alpha channel; it is dropped", stacklevel=2)
         alpha = None
     if alpha is not None and tuple(alpha.shape[-2:]) != tuple(x.shape[-2:]):
         alpha = torch.nn.functional.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)

@@ -35,8 +35,8 @@ def norm(name: str, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if key in ("instance", "in"):
         return nn.InstanceNorm2d(channels, affine=True)
-    if key in ("group", "gn"):
-        return nn.GroupNorm(min(8, channels), channels)
+    if key in ("group", "gn"):   # up to 8 groups; the group count must divide the channels (e.g. 4 + 128)
+        return nn.GroupNorm(max(g for g in range(1, min(8, channels) + 1) if channels % g == 0), channels)
     if key == "none":
         return nn.Identity()
     raise NeuralPriorError(f"unknown normalisation {name!r}; use batch, instance, group or none")

@@ -1,0 +1,169 @@
+"""Presets and the task API: the paper's settings, names in errors, reproducible networks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import neuralprior
+from neuralprior import FitConfig, NeuralPriorError, get_preset, preset_table
+from neuralprior.networks import DeepDecoder, EncoderDecoder, SkipNet, count_parameters
+from neuralprior.presets import PRESETS, TASKS, preset_names
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_has_default_and_paper(task):
+    names = preset_names(task)
+    assert "default" in names and "paper" in names
+    for name in names:
+        p = get_preset(task, name)
+        assert p.task == task and p.name == name and isinstance(p.fit, FitConfig)
+        assert p.stop == "auto" or p.stop == "none" or int(p.stop) > 0
+        assert p.description
+
+
+def test_preset_names_are_unique_per_task():
+    keys = [(p.task, p.name) for p in PRESETS]
+    assert len(keys) == len(set(keys))
+
+
+def test_unknown_task_lists_the_tasks():
+    with pytest.raises(ValueError, match="unknown task 'deblur'") as excinfo:
+        get_preset("deblur")
+    for task in TASKS:
+        assert task in str(excinfo.value)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(NeuralPriorError, match="unknown preset 'fancy' for inpaint") as excinfo:
+        get_preset("inpaint", "fancy")
+    msg = str(excinfo.value)
+    for name in preset_names("inpaint"):
+        assert name in msg
+    assert "paper-restoration" in msg
+
+
+@pytest.mark.parametrize("factor, iters, sigma_p", [(2, 2000, 0.03), (4, 2000, 0.03), (8, 4000, 0.05),
+                                                    (16, 4000, 0.05), (None, 2000, 0.03)])
+def test_super_resolution_paper_depends_on_the_factor(factor, iters, sigma_p):
+    p = get_preset("super-resolve", "paper", factor=factor)
+    assert p.fit.num_iter == iters
+    assert p.fit.reg_noise_std == pytest.approx(sigma_p)
+    assert p.fit.lr == pytest.approx(0.01) and p.stop == "none"
+
+
+def test_denoise_paper():
+    p = get_preset("denoise", "paper")
+    f = p.fit
+    assert f.lr == pytest.approx(0.01)
+    assert f.reg_noise_std == pytest.approx(1 / 30)
+    assert f.ema == pytest.approx(0.99)
+    assert f.num_iter == 3000
+    assert f.precision == "float32"
+    assert f.input_kind == "noise" and f.input_scale == pytest.approx(0.1) and f.loss == "mse"
+    assert p.stop == "none"
+    net = p.build_network(out_channels=3)
+    assert isinstance(net, SkipNet)
+    assert count_parameters(net) == 2_217_831
+
+
+def test_inpaint_paper():
+    p = get_preset("inpaint", "paper")
+    assert p.fit.lr == pytest.approx(0.01)
+    assert p.fit.reg_noise_std == pytest.approx(0.03)
+    assert p.network_args["upsample"] == "nearest"
+    assert p.fit.num_iter == 6001 and p.stop == "none"
+    assert count_parameters(p.build_network(out_channels=3)) == 3_002_627
+
+
+def test_jpeg_paper_network():
+    p = get_preset("jpeg", "paper")
+    assert count_parameters(p.build_network(out_channels=3)) == 572_827
+    assert p.fit.num_iter == 2400
+
+
+@pytest.mark.parametrize("task", ["denoise", "super-resolve"])
+def test_paper_presets_use_float32(task):
+    assert get_preset(task, "paper").fit.precision == "float32"
+
+
+def test_default_presets_are_lighter_than_the_paper():
+    for task in ("denoise", "inpaint", "super-resolve", "jpeg"):
+        d = get_preset(task, "default").build_network(out_channels=3)
+        assert count_parameters(d) < count_parameters(SkipNet())
+        assert get_preset(task, "default").stop == "auto"
+
+
+@pytest.mark.parametrize("task, name, cls", [("denoise", "decoder", DeepDecoder), ("reconstruct", "lab", EncoderDecoder),
+                                             ("reconstruct", "default", SkipNet)])
+def test_other_network_kinds(task, name, cls):
+    net = get_preset(task, name).build_network(out_channels=1)
+    assert isinstance(net, cls) and net.out_channels == 1
+
+
+def test_get_preset_returns_a_copy():
+    p = get_preset("denoise", "paper")
+    p.fit.num_iter = 1
+    p.network_args["channels_skip"] = 0
+    fresh = get_preset("denoise", "paper")
+    assert fresh.fit.num_iter == 3000
+    assert "channels_skip" not in fresh.network_args
+    x8 = get_preset("super-resolve", "paper", factor=8)
+    assert x8.fit.num_iter == 4000 and get_preset("super-resolve", "paper").fit.num_iter == 2000
+
+
+def test_build_network_is_reproducible_and_leaves_the_global_rng_alone():
+    p = get_preset("denoise", "default")
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = p.build_network(out_channels=3, seed=5)
+    b = p.build_network(out_channels=3, seed=5)
+    c = p.build_network(out_channels=3, seed=6)
+    assert torch.equal(torch.get_rng_state(), state)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))                        # the global stream continues unchanged
+
+
+def test_preset_table_lists_every_preset():
+    table = preset_table()
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(PRESETS)
+    for p in PRESETS:
+        assert any(f"| {p.task} | {p.name} |" in line for line in lines)
+
+
+# --- restore() -------------------------------------------------------------------------------
+
+def test_restore_rejects_unknown_keywords(astronaut_crop):
+    with pytest.raises(TypeError, match="unknown option.*num_iters"):
+        neuralprior.restore("denoise", astronaut_crop, num_iters=3)
+    with pytest.raises(TypeError):
+        neuralprior.denoise(astronaut_crop, learning_rate=0.1)
+
+
+def test_restore_passes_fit_overrides_and_stop(astronaut_crop):
+    r = neuralprior.restore("denoise", astronaut_crop, preset="paper", num_iter=2, lr=0.005, reg_noise_std=0,
+                            device="cpu")
+    assert r.iterations_run == 2
+    assert r.config["lr"] == pytest.approx(0.005) and r.config["reg_noise_std"] == 0
+    assert r.config["precision"] == "float32" and r.config["ema"] == pytest.approx(0.99)
+    r = neuralprior.denoise(astronaut_crop, num_iter=50, stop=3, device="cpu")
+    assert r.iterations_run == 3
+
+
+def test_restore_rejects_a_bad_task_or_factor(astronaut_crop):
+    with pytest.raises(NeuralPriorError, match="unknown task"):
+        neuralprior.restore("colorize", astronaut_crop)
+    with pytest.raises(NeuralPriorError, match="factor"):
+        neuralprior.super_resolve(astronaut_crop, 0, num_iter=1, device="cpu")
+
+
+def test_fit_config_from_dict_round_trip():
+    cfg = FitConfig(num_iter=7, lr=0.5)
+    assert FitConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(TypeError, match="unknown FitConfig field"):
+        FitConfig.from_dict({"num_iter": 3, "bogus": 1})
