@@ -93,7 +93,7 @@ def test_snapshots(rgb, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["denoise", "{missing}", "-o", "{out}"], "no such file"),
-    (["denoise", "{dir}", "-o", "{out}"], "directory"),
+    (["denoise", "{dir}", "-o", "{out}"], "no image files found"),       # a folder is a batch: here an empty one
     (["denoise", "{empty}", "-o", "{out}"], "empty file"),
     (["denoise", "{text}", "-o", "{out}"], "not a readable image"),
     (["denoise", "{truncated}", "-o", "{out}"], "corrupt"),

@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
 import signal
 import sys
 import tempfile
-import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from ._validation import NeuralPriorError, check_positive_int
+from .fit import StopFitting
 from .io import ImageInfo, check_output_path, load_image, load_mask, save_image
 from .metrics import psnr, ssim
 from .presets import TASKS, get_preset, preset_table
@@ -73,7 +75,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     g.add_argument("--save-every", type=_positive_int, metavar="K", help="save a snapshot every K iterations")
     g.add_argument("--snapshots", metavar="DIR", help="snapshot folder (default: OUTPUT_snapshots)")
-    g.add_argument("--force", action="store_true", help="allow OUTPUT to overwrite INPUT")
+    g.add_argument("--checkpoint", metavar="FILE", help="save the whole state to FILE periodically and on Ctrl-C")
+    g.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="K",
+                   help="iterations between checkpoints (default: %(default)s)")
+    g.add_argument("--resume", metavar="FILE", help="continue a run from a checkpoint (same input and options)")
+    g.add_argument("--force", action="store_true",
+                   help="allow OUTPUT to overwrite INPUT; in a batch, redo finished outputs")
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -85,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
              "jpeg": "remove JPEG compression artefacts", "reconstruct": "fit the image itself (no degradation)"}
     for task in TASKS:
         p = sub.add_parser(task, help=helps[task], description=helps[task])
-        p.add_argument("input", metavar="INPUT", help="image file (PNG, JPEG, TIFF, BMP)")
-        p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="restored image file")
+        p.add_argument("input", metavar="INPUT",
+                       help="image file (PNG, JPEG, TIFF, BMP), or a folder or a quoted glob for a batch")
+        p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                       help="restored image file (a folder for a batch)")
         if task == "inpaint":
             p.add_argument("--mask", required=True, metavar="MASK",
                            help="mask image (non-zero = known pixel) or `zeros`: pixels that are 0 in every channel are missing")
@@ -179,19 +188,109 @@ def _mask_from_zeros(x: torch.Tensor) -> torch.Tensor:
 
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 # --------------------------------------------------------------------------- commands
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _batch_inputs(pattern: str) -> list[Path] | None:
+    """The files of a batch (INPUT is a folder or a glob), or None for a single file."""
+    path = Path(pattern)
+    if path.is_dir():
+        files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    elif any(c in pattern for c in "*?["):
+        files = [Path(p) for p in sorted(glob.glob(pattern)) if Path(p).is_file()]
+    else:
+        return None
+    if not files:
+        raise NeuralPriorError(f"{pattern}: no image files found")
+    return files
+
+
+class _StopOnSignal:
+    """First Ctrl-C / SIGTERM: finish the current iteration and stop cleanly. Second: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+        return False
+
+
 def _run_task(args) -> int:
+    task = args.command
+    factor = check_positive_int(args.factor, "--factor") if task == "super-resolve" else None
+    get_preset(task, args.preset, factor=factor)                     # unknown preset: error before any work
+    files = _batch_inputs(args.input)
+    if files is None:
+        return _restore_file(args, Path(args.input), Path(args.output), args.gt, args.report, factor)
+    # batch: -o is a folder; finished outputs are skipped; a failing file does not stop the others
+    if args.resume or args.checkpoint:
+        raise NeuralPriorError("--checkpoint and --resume take a single INPUT, not a batch")
+    out_dir = Path(args.output)
+    if out_dir.suffix.lower() in IMAGE_SUFFIXES or out_dir.is_file():
+        raise NeuralPriorError(f"{out_dir}: with several inputs, -o must be a folder")
+    if not out_dir.parent.is_dir():
+        raise NeuralPriorError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
+    out_dir.mkdir(exist_ok=True)
+    gt_dir = Path(args.gt) if args.gt else None
+    if gt_dir is not None and not gt_dir.is_dir():
+        raise NeuralPriorError(f"{gt_dir}: with several inputs, --gt must be a folder of files with the same names")
+    report_dir = Path(args.report) if args.report else None
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    rows, failed = [], 0
+    for src in files:
+        dst = out_dir / src.name
+        if dst.exists() and not args.force:
+            rows.append((src.name, "skipped (done)", "", "", ""))
+            continue
+        try:
+            r = _restore_file(args, src, dst, str(gt_dir / src.name) if gt_dir else None,
+                              str(report_dir / (src.stem + ".json")) if report_dir else None, factor, batch=True)
+        except NeuralPriorError as e:
+            failed += 1
+            print(f"neuralprior: error: {e}", file=sys.stderr)
+            rows.append((src.name, "failed", "", "", ""))
+            continue
+        if r.get("interrupted"):
+            rows.append((src.name, "interrupted", r["iterations_run"], f"{r['seconds']:.1f}", ""))
+            _print_summary(rows, args.quiet)
+            return EXIT_INTERRUPTED
+        rows.append((src.name, "ok", r["iterations_run"], f"{r['seconds']:.1f}",
+                     f"{r['psnr']:.2f}" if "psnr" in r else ""))
+    _print_summary(rows, args.quiet)
+    return EXIT_ERROR if failed else 0
+
+
+def _print_summary(rows, quiet: bool) -> None:
+    if quiet:
+        return
+    print("| file | status | iterations | seconds | PSNR |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: str | None, factor: int | None,
+                  batch: bool = False):
+    """Restore one file; returns the report dict (batch) or the exit status (single file)."""
     from .tasks import restore
 
     task = args.command
-    factor = check_positive_int(args.factor, "--factor") if task == "super-resolve" else None
-    preset = get_preset(task, args.preset, factor=factor)             # unknown preset: error before any work
-    image, info = load_image(args.input)
+    preset = get_preset(task, args.preset, factor=factor)
+    image, info = load_image(src)
     mask = None
     if task == "inpaint":
         if args.mask == "zeros":
@@ -200,40 +299,46 @@ def _run_task(args) -> int:
             mask = load_mask(args.mask, shape=tuple(image.shape[-2:]))
     out_shape = tuple(image.shape[-2:]) if factor is None else (image.shape[-2] * factor, image.shape[-1] * factor)
     gt = None
-    if args.gt:
-        gt, _ = load_image(args.gt)
+    if gt_path:
+        gt, _ = load_image(gt_path)
         if tuple(gt.shape[-2:]) != out_shape:
-            raise NeuralPriorError(f"{args.gt}: ground truth is {gt.shape[-1]}x{gt.shape[-2]}, "
+            raise NeuralPriorError(f"{gt_path}: ground truth is {gt.shape[-1]}x{gt.shape[-2]}, "
                                    f"the result will be {out_shape[1]}x{out_shape[0]}")
         if gt.shape[1] != image.shape[1]:
             gt = gt.mean(1, keepdim=True) if image.shape[1] == 1 else gt.expand(-1, image.shape[1], -1, -1)
-    output = check_output_path(args.output, input_path=args.input, force=args.force)
-    report_path = _check_json_path(args.report)
+    output = check_output_path(output, input_path=src, force=args.force)
+    report_path = _check_json_path(report)
+    if args.checkpoint:
+        _check_json_path(args.checkpoint)
     snap_dir = None
     if args.save_every:
         snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
+        if batch:
+            snap_dir = snap_dir / src.stem
         snap_dir.mkdir(parents=True, exist_ok=True)
 
     progress = Progress(not args.quiet)
 
-    def callback(state):
-        progress(state)
-        if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
-            save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, ImageInfo(
-                mode=info.mode, bit_depth=8, alpha=info.alpha))
+    with _StopOnSignal() as stop_request:
+        def callback(state):
+            progress(state)
+            if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
+                save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, ImageInfo(
+                    mode=info.mode, bit_depth=8, alpha=info.alpha))
+            if stop_request.requested:
+                raise StopFitting
 
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        result = restore(task, image, mask=mask, factor=factor, preset=args.preset, stop=args.stop, seed=args.seed,
-                         device=args.device, x_true=gt, callback=callback, time_limit=args.time_limit,
-                         **_overrides(args))
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        progress.close()
-    save_image(output, result.image, info)
+        try:
+            result = restore(task, image, mask=mask, factor=factor, preset=args.preset, stop=args.stop,
+                             seed=args.seed, device=args.device, x_true=gt, callback=callback,
+                             time_limit=args.time_limit, checkpoint=args.checkpoint,
+                             checkpoint_every=args.checkpoint_every, resume=args.resume, **_overrides(args))
+        finally:
+            progress.close()
+        save_image(output, result.image, info)
 
     report = {
-        "task": task, "preset": preset.name, "input": str(args.input), "output": str(output),
+        "task": task, "preset": preset.name, "input": str(src), "output": str(output),
         "device": result.device, "precision": result.precision, "seed": result.seed,
         "iterations_run": result.iterations_run, "stopped_at": result.stopped_at, "stop_reason": result.reason,
         "interrupted": result.interrupted, "seconds": round(result.seconds, 3),
@@ -258,6 +363,8 @@ def _run_task(args) -> int:
             if "input_psnr" in report:
                 line += f"  (input {report['input_psnr']:.2f} dB)"
             print(line + f"  oracle best {best_psnr:.2f} dB at iteration {best_it}")
+    if batch:
+        return report
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
@@ -284,13 +391,19 @@ def _run_demo(args) -> int:
     if not args.quiet:
         print(f"demo: astronaut (scikit-image) at {args.size}x{args.size}, Gaussian noise sigma {args.sigma:g}/255")
     progress = Progress(not args.quiet)
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        result = denoise(noisy, preset=args.preset, stop=args.stop, seed=args.seed, device=args.device, x_true=clean,
-                         callback=progress, time_limit=args.time_limit, **_overrides(args))
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        progress.close()
+    with _StopOnSignal() as stop_request:
+        def callback(state):
+            progress(state)
+            if stop_request.requested:
+                raise StopFitting
+
+        try:
+            result = denoise(noisy, preset=args.preset, stop=args.stop, seed=args.seed, device=args.device,
+                             x_true=clean, callback=callback, time_limit=args.time_limit,
+                             checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                             **_overrides(args))
+        finally:
+            progress.close()
     p_noisy, p_out = psnr(noisy, clean), psnr(result.image, clean)
     for name, img in (("clean", clean), ("noisy", noisy), ("restored", result.image)):
         save_image(out / f"{name}.png", img)
@@ -335,9 +448,19 @@ def _run_plot(args) -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"neuralprior: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``neuralprior`` command; returns the exit status."""
     parser = build_parser()
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _main(parser, argv)
+
+
+def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:

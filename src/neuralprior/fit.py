@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -14,8 +16,13 @@ from ._validation import NeuralPriorError, check_image
 from .config import FitConfig
 from .device import autocast_context, resolve_device
 from .latent import crop_center, make_latent, padded_size
+from .memory import check_memory
 from .metrics import psnr
 from .stopping import StoppingRule, make_stopping_rule
+
+
+class StopFitting(Exception):
+    """Raised by a callback to end the loop after the current iteration (the result is marked interrupted)."""
 
 
 @dataclass
@@ -77,7 +84,9 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         x_true: torch.Tensor | None = None, img_shape: tuple[int, int] | None = None,
         seed: int | None = 0, device: str | torch.device | None = "auto",
         callback: Callable[[FitState], None] | None = None, callback_every: int = 1,
-        time_limit: float | None = None, latent: torch.Tensor | None = None) -> FitResult:
+        time_limit: float | None = None, latent: torch.Tensor | None = None,
+        checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 100,
+        resume: str | os.PathLike | None = None) -> FitResult:
     """Fit ``net`` so that ``operator(net(z))`` matches the observation ``y``.
 
     .. math:: \\theta^* = \\arg\\min_\\theta E(F(f_\\theta(z)), y) + \\lambda\\,TV(f_\\theta(z))
@@ -96,6 +105,11 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     callback : called with a :class:`FitState` every ``callback_every`` steps.
     time_limit : stop after this many seconds, returning the best estimate so far.
     latent : a given input z (e.g. the flash image of flash/no-flash); default: drawn from ``config``.
+    checkpoint : file where the whole state (weights, optimiser, z, random state, output average,
+        history) is saved every ``checkpoint_every`` iterations and when the run is stopped.
+    resume : a checkpoint to continue from; with the same inputs and settings the result is the
+        same as that of an uninterrupted run (bit-identical on the CPU).
+        A callback may raise :class:`StopFitting` to end the run cleanly (the CLI does on Ctrl-C).
 
     Returns
     -------
@@ -121,6 +135,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     gen_cpu = torch.Generator().manual_seed(seed)
     gen_dev = torch.Generator(device=dev).manual_seed(seed + 1)
 
+    check_memory(net, (h, w), dev, window=getattr(rule, "window", 0))   # refuse before allocating
     ph, pw = padded_size(h, w, getattr(net, "multiple", 1))
     if latent is None:
         lh, lw = net.latent_size(ph, pw) if hasattr(net, "latent_size") else (ph, pw)
@@ -148,11 +163,31 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     history: dict[str, list] = {"loss": []}
     if x_true is not None:
         history["psnr"], history["psnr_raw"] = [], []
-    start = time.perf_counter()
-    it = -1
+    start_it, elapsed_before = 0, 0.0
+    if resume is not None:
+        state = _load_checkpoint(resume, cfg, seed, tuple(y.shape), (h, w))
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        z = state["z"].to(dev).contiguous(memory_format=memory_format)
+        gen_dev.set_state(state["gen_dev"])
+        rule.load_state_dict(state["rule"])
+        estimate, best = _to(state["estimate"], dev), _to(state["best"], dev)
+        best_it, history, lr_scale, loss_avg = state["best_it"], state["history"], state["lr_scale"], state["loss_avg"]
+        if cfg.guard:
+            torch._foreach_copy_(last_good, [t.to(dev) for t in state["last_good"]])
+        start_it, elapsed_before = state["iteration"] + 1, state["elapsed"]
+    start = time.perf_counter() - elapsed_before
+
+    def save(iteration: int) -> None:
+        _save_checkpoint(checkpoint, dict(
+            iteration=iteration, net=net.state_dict(), optimizer=optimizer.state_dict(), z=z.cpu(),
+            gen_dev=gen_dev.get_state(), rule=rule.state_dict(), estimate=_to(estimate, "cpu"),
+            best=_to(best, "cpu"), best_it=best_it, history=history, lr_scale=lr_scale, loss_avg=loss_avg,
+            last_good=[t.cpu() for t in last_good], elapsed=time.perf_counter() - start, config=cfg.to_dict(),
+            seed=seed, y_shape=tuple(y.shape), img_shape=(h, w)))
 
     try:
-        for it in range(cfg.num_iter):
+        for it in range(start_it, cfg.num_iter):
             # learning rate: constant (paper) or cosine decay, times the guard's back-off
             decay = cfg.lr_decay_to + (1 - cfg.lr_decay_to) * 0.5 * (1 + math.cos(math.pi * it / max(cfg.num_iter, 1)))
             lr = cfg.lr * decay * lr_scale
@@ -211,8 +246,16 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             if decision.best or best is None:
                 best, best_it = estimate.clone(), it
             elapsed = time.perf_counter() - start
+            if checkpoint is not None and (it + 1) % checkpoint_every == 0:
+                save(it)
             if callback is not None and (it % callback_every == 0 or decision.stop):
-                callback(FitState(it, loss_value, out, estimate, lr, p, best_it, elapsed, cfg.num_iter))
+                try:
+                    callback(FitState(it, loss_value, out, estimate, lr, p, best_it, elapsed, cfg.num_iter))
+                except StopFitting:
+                    interrupted, reason = True, "interrupted"
+                    if checkpoint is not None:
+                        save(it)
+                    break
             if decision.stop:
                 reason = decision.reason
                 break
@@ -225,7 +268,42 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         interrupted, reason = True, "interrupted"
     if best is None:
         raise NeuralPriorError("fitting ended before the first iteration completed")
+    if checkpoint is not None and not interrupted and estimate is not None:
+        save(len(history["loss"]) - 1)
     return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
                      config=cfg.to_dict(), seed=seed, device=str(dev), precision=precision,
                      interrupted=interrupted)
+
+
+def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
+    return None if t is None else t.to(device)
+
+
+def _save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write ``state`` atomically: a crash leaves the previous checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, cfg: FitConfig, seed: int, y_shape: tuple, img_shape: tuple) -> dict:
+    """Read a checkpoint written by :func:`fit` and check it belongs to this problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeuralPriorError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)   # our own file: it holds Python objects
+    except Exception:
+        raise NeuralPriorError(f"{path}: not a neuralprior checkpoint (unreadable)") from None
+    if not isinstance(state, dict) or "net" not in state or "iteration" not in state:
+        raise NeuralPriorError(f"{path}: not a neuralprior checkpoint")
+    if tuple(state["y_shape"]) != tuple(y_shape) or tuple(state["img_shape"]) != tuple(img_shape):
+        raise NeuralPriorError(f"{path}: checkpoint is for an image of another size")
+    mine = {k: v for k, v in cfg.to_dict().items() if k != "num_iter"}
+    theirs = {k: v for k, v in state["config"].items() if k != "num_iter"}
+    if mine != theirs or state["seed"] != seed:
+        diff = sorted(k for k in mine if mine[k] != theirs.get(k)) or ["seed"]
+        raise NeuralPriorError(f"{path}: checkpoint was made with other settings ({', '.join(diff)})")
+    return state

@@ -95,14 +95,16 @@ class WindowedVariance(StoppingRule):
         x = self._shrink(estimate)
         if self._buf is None:
             self._buf = torch.zeros((self.window, *x.shape), dtype=torch.float32, device=x.device)
+        elif self._buf.device != x.device:                  # resumed from a checkpoint on another device
+            self._buf = self._buf.to(x.device)
         self._buf[self._count % self.window] = x      # ring buffer of the last `window` estimates
         self._count += 1
-        if self._count < self.window:
-            return Decision()
+        if self._count < self.window:          # too early to judge: the latest estimate is the best one
+            return Decision(best=True)
         var = float(self._buf.var(dim=0, unbiased=False).mean())
         self.variances.append((iteration, var))
         if iteration < self.min_iterations:
-            return Decision()
+            return Decision(best=True)
         if var < self.best_variance:
             self.best_variance, self.best_iteration = var, iteration
             return Decision(best=True)
@@ -112,7 +114,8 @@ class WindowedVariance(StoppingRule):
         return Decision()
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items()}
+        return {k: (v.clone() if isinstance(v, torch.Tensor) else list(v) if isinstance(v, list) else v)
+                for k, v in vars(self).items()}
 
     def load_state_dict(self, state: dict) -> None:
         vars(self).update(state)

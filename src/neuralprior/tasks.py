@@ -37,12 +37,13 @@ def _operator(task: str, y: torch.Tensor, mask, factor):
 def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None, factor: int | None = None,
             preset: str = "default", stop: str | int | None = None, seed: int | None = 0, device="auto",
             x_true: torch.Tensor | None = None, callback=None, callback_every: int = 1,
-            time_limit: float | None = None, **overrides) -> FitResult:
+            time_limit: float | None = None, checkpoint=None, checkpoint_every: int = 100, resume=None,
+            **overrides) -> FitResult:
     """Restore ``image`` (N, C, H, W) or (C, H, W) in [0, 1] for ``task`` with ``preset``.
 
     ``overrides`` are :class:`FitConfig` fields (``num_iter``, ``lr``, ``reg_noise_std``, ...).
     ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations).
-    ``x_true`` only logs PSNR; it never changes the result.
+    ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
     unknown = set(overrides) - _FIT_FIELDS
     if unknown:
@@ -55,7 +56,8 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
         y = y * op.mask
     net = p.build_network(out_channels=y.shape[1], seed=seed)
     return fit(y, op, net=net, config=cfg, stop=p.stop if stop is None else stop, x_true=x_true, seed=seed,
-               device=device, callback=callback, callback_every=callback_every, time_limit=time_limit)
+               device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
+               checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
 
 
 def denoise(image: torch.Tensor, **kwargs) -> FitResult:

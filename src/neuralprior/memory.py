@@ -1,0 +1,76 @@
+"""How much memory a fit needs, estimated before it starts, and how much the device has."""
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from torch import nn
+
+from ._validation import NeuralPriorError
+from .latent import padded_size
+from .networks.layers import Concat
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    """Memory available for a new allocation on ``device`` (None when unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: int = 0) -> int:
+    """Peak memory of one training step of ``net`` producing an image of ``img_shape`` (H, W), in bytes.
+
+    The network runs once on the ``meta`` device (no memory, no arithmetic) to add up the
+    activations every layer keeps for the backward pass; weights, gradients and the
+    two Adam moments come on top, and ``window`` stored estimates for the stopping rule.
+    The estimate is for float32 activations, an upper bound for bfloat16.
+    """
+    h, w = padded_size(*img_shape, getattr(net, "multiple", 1))
+    lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
+    meta = copy.deepcopy(net).to("meta")
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * 4
+
+    hooks = [m.register_forward_hook(count) for m in meta.modules()
+             if isinstance(m, Concat) or not list(m.children())]
+    try:
+        with torch.no_grad():
+            meta(torch.empty(1, net.in_channels, lh, lw, device="meta"))
+    finally:
+        for hk in hooks:
+            hk.remove()
+    params = sum(p.numel() for p in net.parameters()) * 4
+    image = net.out_channels * img_shape[0] * img_shape[1] * 4
+    # activations + their gradients in flight during backward; weights, grads, 2 Adam moments,
+    # the guard's copy; a few full-size images (observation, output, estimate, best)
+    return int(1.6 * total + 5 * params + 6 * image + 4 * net.in_channels * lh * lw * 4 + window * min(image, 3 * 128 * 128 * 4))
+
+
+def check_memory(net: nn.Module, img_shape: tuple[int, int], device: torch.device, *, window: int = 0,
+                 headroom: float = 0.9) -> int:
+    """Raise a clear error when the fit would not fit in ``device``'s free memory; return the estimate."""
+    need = estimate_fit_bytes(net, img_shape, window=window)
+    free = _free_bytes(device)
+    if free is not None and need > headroom * free:
+        gib = 2**30
+        raise NeuralPriorError(
+            f"a {img_shape[1]}x{img_shape[0]} image needs about {need / gib:.1f} GiB with this network, "
+            f"but only {free / gib:.1f} GiB is free on {device}; use a smaller image or a lighter preset")
+    return need
