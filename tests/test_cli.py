@@ -190,3 +190,72 @@ def test_console_script_and_sigterm_writes_best_so_far(rgb, tmp_path):
     assert "Traceback" not in err
     assert Image.open(out).size == (96, 96)
     assert json.loads(rep.read_text())["interrupted"] is True
+
+
+# --- batches, checkpoints, warnings --------------------------------------------------------
+
+def _batch_folder(tmp_path: Path) -> Path:
+    src = tmp_path / "batch"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("a.png", "b.png", "c.png"):
+        _png(src / name, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    (src / "b.png").write_bytes(b"broken")                          # one failing file
+    (src / "notes.txt").write_text("not an image")                  # ignored: not an image suffix
+    return src
+
+
+def test_batch_folder_continues_after_a_failure_and_skips_done_files(tmp_path, capsys):
+    src, out = _batch_folder(tmp_path), tmp_path / "out"
+    assert run("denoise", src, "-o", out, "--iterations", 2, "--stop", "none", "--device", "cpu") == 2
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert "| b.png | failed |" in captured.out and "| a.png | ok |" in captured.out
+    assert "b.png" in captured.err and "Traceback" not in captured.err
+    before = (out / "a.png").stat().st_mtime_ns
+    (src / "b.png").unlink()
+    assert run("denoise", src, "-o", out, "--iterations", 2, "--stop", "none", "--device", "cpu") == 0
+    assert "| a.png | skipped (done) |" in capsys.readouterr().out
+    assert (out / "a.png").stat().st_mtime_ns == before               # finished outputs are not redone
+
+
+def test_batch_glob_with_reports(tmp_path):
+    src = _batch_folder(tmp_path)
+    (src / "b.png").unlink()
+    out, reps = tmp_path / "o", tmp_path / "reports"
+    assert run("denoise", str(src / "*.png"), "-o", out, "--report", reps, *FAST) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert sorted(p.name for p in reps.iterdir()) == ["a.json", "c.json"]
+
+
+def test_batch_needs_an_output_folder(tmp_path, capsys):
+    src = _batch_folder(tmp_path)
+    assert run("denoise", src, "-o", tmp_path / "x.png", *FAST) == 2
+    assert "must be a folder" in capsys.readouterr().err
+
+
+def test_resume_from_checkpoint_gives_the_same_file_as_an_uninterrupted_run(rgb, tmp_path):
+    full, part, resumed, ck = tmp_path / "full.png", tmp_path / "part.png", tmp_path / "res.png", tmp_path / "ck.pt"
+    opts = ["--stop", "none", "--device", "cpu", "--quiet", "--seed", "2"]
+    assert run("denoise", rgb, "-o", full, "--iterations", 12, *opts) == 0
+    # a first run that ends at 7 iterations leaves a checkpoint; the resumed run goes on to 12
+    assert run("denoise", rgb, "-o", part, "--iterations", 7, "--checkpoint", ck, *opts) == 0
+    assert run("denoise", rgb, "-o", resumed, "--iterations", 12, "--resume", ck, *opts) == 0
+    assert resumed.read_bytes() == full.read_bytes()
+    assert part.read_bytes() != full.read_bytes()
+
+
+def test_resume_with_other_settings_is_refused(rgb, tmp_path, capsys):
+    ck = tmp_path / "ck.pt"
+    assert run("denoise", rgb, "-o", tmp_path / "a.png", "--checkpoint", ck, *FAST) == 0
+    assert run("denoise", rgb, "-o", tmp_path / "b.png", "--resume", ck, "--lr", "0.5", *FAST) == 2
+    assert "other settings (lr)" in capsys.readouterr().err
+    assert run("denoise", rgb, "-o", tmp_path / "c.png", "--resume", tmp_path / "nope.pt", *FAST) == 2
+
+
+def test_non_binary_mask_is_thresholded_with_a_one_line_warning(tmp_path, capsys):
+    img = _png(tmp_path / "i.png", np.full((16, 16), 120, np.uint8))
+    mask = _png(tmp_path / "m.png", np.tile(np.linspace(0, 255, 16).astype(np.uint8), (16, 1)))
+    assert run("inpaint", img, "--mask", mask, "-o", tmp_path / "o.png", *FAST) == 0
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("neuralprior: warning:") and "not binary" in err[0]
