@@ -8,7 +8,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 from . import __version__
 from ._validation import NeuralPriorError, check_positive_int
 from .fit import StopFitting
-from .io import ImageInfo, check_output_path, load_image, load_mask, save_image
+from .io import ImageInfo, atomic_path, check_output_path, check_writable_file, load_image, load_mask, save_image
 from .metrics import psnr, ssim
 from .presets import TASKS, get_preset, preset_table
 from .stopping import make_stopping_rule
@@ -148,25 +147,12 @@ def _clock(seconds: float) -> str:
 # --------------------------------------------------------------------------- helpers
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, default=float)
-        f.write("\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
 
 
-def _check_json_path(path: str | None) -> Path | None:
-    if path is None:
-        return None
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise NeuralPriorError(f"{p}: report folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise NeuralPriorError(f"{p}: report folder {parent} is not writable")
-    if p.is_dir():
-        raise NeuralPriorError(f"{p}: is a directory; give a file name")
-    return p
+def _check_json_path(path: str | None, what: str = "report") -> Path | None:
+    return None if path is None else check_writable_file(path, what)
 
 
 def _overrides(args) -> dict:
@@ -309,7 +295,7 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
     output = check_output_path(output, input_path=src, force=args.force)
     report_path = _check_json_path(report)
     if args.checkpoint:
-        _check_json_path(args.checkpoint)
+        _check_json_path(args.checkpoint, "checkpoint")
     snap_dir = None
     if args.save_every:
         snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
@@ -415,9 +401,8 @@ def _run_demo(args) -> int:
         arr = (img[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
         canvas.paste(Image.fromarray(arr), (i * (w + 10), 24))
         draw.text((i * (w + 10) + 4, 5), label, fill="black")
-    tmp = out / ".side_by_side.tmp.png"
-    canvas.save(tmp)
-    os.replace(tmp, out / "side_by_side.png")
+    with atomic_path(out / "side_by_side.png") as tmp:
+        canvas.save(tmp)
     _write_json(out / "report.json", {
         "task": "denoise", "preset": args.preset, "device": result.device, "precision": result.precision,
         "iterations_run": result.iterations_run, "stopped_at": result.stopped_at, "stop_reason": result.reason,

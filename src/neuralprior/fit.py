@@ -282,10 +282,10 @@ def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
 
 def _save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """Write ``state`` atomically: a crash leaves the previous checkpoint intact."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_checkpoint(path, cfg: FitConfig, seed: int, y_shape: tuple, img_shape: tuple) -> dict:

@@ -7,6 +7,7 @@ input, atomically (a temporary file in the same folder, then a rename).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -177,6 +178,32 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
     return m
 
 
+def check_writable_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """Check that a file can be created at ``path`` (its folder exists and is writable)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise NeuralPriorError(f"{path}: {what} folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise NeuralPriorError(f"{path}: {what} folder {parent} is not writable")
+    if path.is_dir():
+        raise NeuralPriorError(f"{path}: is a directory; give a file name")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on failure removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent if str(path.parent) else ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def check_output_path(path: str | os.PathLike, *, input_path: str | os.PathLike | None = None,
                       force: bool = False) -> Path:
     """Check before a long run that ``path`` can be written; return it as a Path."""
@@ -184,13 +211,7 @@ def check_output_path(path: str | os.PathLike, *, input_path: str | os.PathLike 
     if path.suffix.lower() not in FORMATS:
         raise NeuralPriorError(f"{path}: unknown output format {path.suffix or '(none)'}; use "
                                + ", ".join(sorted(FORMATS)))
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise NeuralPriorError(f"{path}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise NeuralPriorError(f"{path}: output folder {parent} is not writable")
-    if path.is_dir():
-        raise NeuralPriorError(f"{path}: is a directory; give a file name")
+    check_writable_file(path)
     if input_path is not None and not force and path.exists() and Path(input_path).exists() \
             and os.path.samefile(path, input_path):
         raise NeuralPriorError(f"{path}: output would overwrite the input; choose another name or pass --force")
@@ -228,14 +249,8 @@ def save_image(path: str | os.PathLike, x: torch.Tensor, info: ImageInfo | None 
         x = x[None]
     full = torch.cat([x, alpha.to(x)], dim=1) if alpha is not None else x
     arr = to_array(full, depth)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
-    try:
-        _write(Path(tmp), arr, fmt, depth)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        _write(tmp, arr, fmt, depth)
     return path
 
 

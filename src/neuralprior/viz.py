@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -40,13 +39,12 @@ def plot_report(report: dict, path: str | os.PathLike) -> Path:
     title = f"{report.get('task', '')} ({report.get('preset', '')})"
     fig.suptitle(title)
     fig.tight_layout()
+    from .io import atomic_path
+
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .._validation import NeuralPriorError
-from .layers import Concat, activation, block, conv, norm, upsample
+from .layers import Concat, block, conv, norm, upsample
 
 
 def _per_level(value, depth: int, name: str) -> list:
