@@ -245,9 +245,10 @@ def _run_task(args) -> int:
         try:
             r = _restore_file(args, src, dst, str(gt_dir / src.name) if gt_dir else None,
                               str(report_dir / (src.stem + ".json")) if report_dir else None, factor, batch=True)
-        except NeuralPriorError as e:
+        except Exception as e:              # one file's failure never stops the batch
             failed += 1
-            print(f"neuralprior: error: {e}", file=sys.stderr)
+            msg = str(e) if isinstance(e, NeuralPriorError) else f"{src}: {type(e).__name__}: {e}"
+            print(f"neuralprior: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
             rows.append((src.name, "failed", "", "", ""))
             continue
         if r.get("interrupted"):

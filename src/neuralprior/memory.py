@@ -57,7 +57,7 @@ def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: in
         for hk in hooks:
             hk.remove()
     params = sum(p.numel() for p in net.parameters()) * 4
-    image = net.out_channels * img_shape[0] * img_shape[1] * 4
+    image = getattr(net, "out_channels", 3) * img_shape[0] * img_shape[1] * 4
     # activations + their gradients in flight during backward; weights, grads, 2 Adam moments,
     # the guard's copy; a few full-size images (observation, output, estimate, best)
     return int(1.6 * total + 5 * params + 6 * image + 4 * net.in_channels * lh * lw * 4 + window * min(image, 3 * 128 * 128 * 4))
@@ -66,7 +66,10 @@ def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: in
 def check_memory(net: nn.Module, img_shape: tuple[int, int], device: torch.device, *, window: int = 0,
                  headroom: float = 0.9) -> int:
     """Raise a clear error when the fit would not fit in ``device``'s free memory; return the estimate."""
-    need = estimate_fit_bytes(net, img_shape, window=window)
+    try:
+        need = estimate_fit_bytes(net, img_shape, window=window)
+    except Exception:          # a custom network the meta device cannot run: no estimate, no refusal
+        return 0
     free = _free_bytes(device)
     if free is not None and need > headroom * free:
         gib = 2**30
