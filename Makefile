@@ -9,6 +9,8 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo test test-all bench clean
 
+DATA ?= ../shared/data
+
 $(BIN)/neuralprior: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -26,6 +28,11 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# the paper's tables beside classical baselines, bounded to 120 s of DIP per image (see docs/benchmarks.md)
+bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/neuralprior bench --data $(DATA) --out bench-results
 
 clean:
 	rm -rf $(VENV) demo-output build src/*.egg-info

@@ -106,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=_positive_int, default=128, help="side of the demo image in pixels (default: %(default)s)")
     d.add_argument("--sigma", type=_positive_float, default=25.0, help="noise level on the 0..255 scale (default: %(default)s)")
     _add_run_options(d)
+    b = sub.add_parser("bench", help="benchmark DIP and classical baselines on a data folder (the paper's tables)")
+    b.add_argument("suites", nargs="*", metavar="SUITE", help="denoise, inpaint, sr4, sr8 (default: all found)")
+    b.add_argument("--data", default="../shared/data", help="data folder (default: %(default)s)")
+    b.add_argument("--out", default="bench-results", help="folder for results.md/.csv/.json (default: %(default)s)")
+    b.add_argument("--preset", default="default", help="DIP preset (default: %(default)s)")
+    b.add_argument("--time-limit", type=_positive_float, default=120.0, metavar="SECONDS",
+                   help="bounded mode: DIP time per image (default: %(default)s)")
+    b.add_argument("--full", action="store_true", help="full mode: no time limit (the preset's iterations; for a GPU)")
+    b.add_argument("--iterations", type=_positive_int, metavar="N", help="maximum DIP iterations")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--methods", nargs="+", metavar="M", help="only these methods (dip, CBM3D, NLM, TV, ...)")
+    b.add_argument("--only", nargs="+", metavar="IMAGE", help="only these image names")
     sub.add_parser("presets", help="list the presets and their values")
     pl = sub.add_parser("plot", help="plot loss and PSNR curves from a --report JSON file")
     pl.add_argument("report", metavar="REPORT.json")
@@ -434,6 +446,30 @@ def _run_plot(args) -> int:
     return 0
 
 
+def _run_bench(args, argv) -> int:
+    import datetime
+
+    from .bench import SUITES, machine_description, report, run_bench
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise NeuralPriorError(f"{data}: no such data folder")
+    suites = args.suites or [s for s, (folder, _) in SUITES.items() if (data / folder).is_dir()]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise NeuralPriorError(f"unknown suite {unknown[0]!r}; use {', '.join(SUITES)}")
+    if not suites:
+        raise NeuralPriorError(f"{data}: none of the suite folders ({', '.join(f for f, _ in SUITES.values())}) found")
+    limit = None if args.full else args.time_limit
+    rows = run_bench(data, suites, preset=args.preset, device=args.device, time_limit=limit, iterations=args.iterations,
+                     methods=args.methods, only=args.only, log=print)
+    meta = {"command": "neuralprior " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": machine_description(str(rows[0].extra.get("device", args.device)) if rows else args.device),
+            "date": datetime.date.today().isoformat(), "preset": args.preset, "time_limit": limit}
+    print(report(rows, data, args.out, meta=meta))
+    return 0
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"neuralprior: warning: {message}", file=sys.stderr)
 
@@ -459,6 +495,8 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
             return _run_demo(args)
         if args.command == "plot":
             return _run_plot(args)
+        if args.command == "bench":
+            return _run_bench(args, argv)
         return _run_task(args)
     except NeuralPriorError as e:
         print(f"neuralprior: error: {e}", file=sys.stderr)
