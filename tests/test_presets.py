@@ -27,8 +27,8 @@ def test_preset_names_are_unique_per_task():
 
 
 def test_unknown_task_lists_the_tasks():
-    with pytest.raises(ValueError, match="unknown task 'deblur'") as excinfo:
-        get_preset("deblur")
+    with pytest.raises(ValueError, match="unknown task 'dehaze'") as excinfo:
+        get_preset("dehaze")
     for task in TASKS:
         assert task in str(excinfo.value)
 

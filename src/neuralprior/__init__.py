@@ -16,13 +16,15 @@ from .io import load_image, load_mask, save_image
 from .metrics import psnr, ssim
 from .presets import Preset, get_preset, preset_table
 from .stopping import FixedIterations, StoppingRule, WindowedVariance
-from .tasks import denoise, inpaint, reconstruct, remove_jpeg_artifacts, restore, super_resolve
+from .tasks import (MRIResult, deblur, denoise, flash_no_flash, inpaint, mri, reconstruct, remove_jpeg_artifacts,
+                    restore, super_resolve)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "fit", "FitConfig", "FitResult", "FitState", "NeuralPriorError",
     "denoise", "inpaint", "super_resolve", "remove_jpeg_artifacts", "reconstruct", "restore",
+    "deblur", "mri", "flash_no_flash", "MRIResult",
     "get_preset", "preset_table", "Preset", "StoppingRule", "WindowedVariance", "FixedIterations",
     "load_image", "load_mask", "save_image", "psnr", "ssim", "networks", "operators", "__version__",
 ]

@@ -18,6 +18,7 @@ from ._validation import NeuralPriorError, check_positive_int
 from .fit import StopFitting
 from .io import ImageInfo, atomic_path, check_output_path, check_writable_file, load_image, load_mask, save_image
 from .metrics import psnr, ssim
+from .operators import parse_blur
 from .presets import TASKS, get_preset, preset_table
 from .stopping import make_stopping_rule
 
@@ -43,6 +44,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
 def _positive_int(text: str) -> int:
     try:
         return check_positive_int(text, "value")
@@ -63,6 +74,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", default="default", help="preset name (see `neuralprior presets`); default: %(default)s")
     g.add_argument("--iterations", type=_positive_int, metavar="N", help="maximum number of iterations")
     g.add_argument("--lr", type=_positive_float, help="Adam learning rate")
+    g.add_argument("--loss", choices=["mse", "l1", "poisson"],
+                   help="data term E: mse (Gaussian noise), l1 (outliers), poisson (photon counts); default: mse")
+    g.add_argument("--tv", type=_non_negative_float, metavar="WEIGHT",
+                   help="add WEIGHT x total variation (mean |gradient|) to the energy: R(x), edge-preserving")
+    g.add_argument("--tikhonov", type=_non_negative_float, metavar="WEIGHT",
+                   help="add WEIGHT x mean squared gradient to the energy: R(x), quadratic smoothness")
     g.add_argument("--stop", type=_stop_spec, metavar="auto|none|N",
                    help="stopping: auto (no-reference early stop), none (run all iterations) or exactly N iterations")
     g.add_argument("--time-limit", type=_positive_float, metavar="SECONDS", help="stop after this many seconds")
@@ -83,18 +100,50 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
+def _add_mri_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", nargs="?",
+                   help="an image (its k-space is simulated and undersampled; PSNRs are printed against it) "
+                        "or a .npy complex k-space array (H, W) with the zero frequency at the centre")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="reconstructed image file (with --phantom: a folder)")
+    p.add_argument("--phantom", action="store_true",
+                   help="demo: the Shepp-Logan phantom; writes truth.png, zero-filled.png, dip.png to OUTPUT")
+    p.add_argument("--size", type=_positive_int, default=128, help="side of the phantom (default: %(default)s)")
+    p.add_argument("--sampling", choices=["cartesian", "radial"], default="cartesian",
+                   help="simulated k-space sampling: cartesian (random lines, centre kept) or radial spokes "
+                        "(default: %(default)s)")
+    p.add_argument("--acceleration", type=_positive_float, default=4.0, metavar="R",
+                   help="simulated undersampling: about 1/R of k-space is measured (default: %(default)g)")
+    p.add_argument("--mask", metavar="MASK",
+                   help="k-space mask (.npy or image, non-zero = sampled, centred); default for .npy k-space: "
+                        "its non-zero entries")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuralprior", description="Restore images with an untrained network (Deep Image Prior).")
     parser.add_argument("--version", action="version", version=f"neuralprior {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     helps = {"denoise": "remove noise", "inpaint": "fill missing pixels", "super-resolve": "upscale by an integer factor",
-             "jpeg": "remove JPEG compression artefacts", "reconstruct": "fit the image itself (no degradation)"}
+             "jpeg": "remove JPEG compression artefacts", "reconstruct": "fit the image itself (no degradation)",
+             "deblur": "remove a known blur", "mri": "compressed-sensing MRI: an image from undersampled k-space",
+             "flash": "flash/no-flash: the no-flash photo with the flash photo's low noise"}
     for task in TASKS:
         p = sub.add_parser(task, help=helps[task], description=helps[task])
+        if task == "mri":
+            _add_mri_arguments(p)
+            _add_run_options(p)
+            continue
         p.add_argument("input", metavar="INPUT",
                        help="image file (PNG, JPEG, TIFF, BMP), or a folder or a quoted glob for a batch")
         p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                        help="restored image file (a folder for a batch)")
+        if task == "deblur":
+            p.add_argument("--blur", required=True, metavar="SPEC",
+                           help="the blur: gaussian:SIGMA, box:SIZE, motion:LENGTH[,ANGLE] (pixels, degrees), "
+                                "or a kernel file (.npy or an image; normalised to sum 1)")
+        if task == "flash":
+            p.add_argument("--flash", required=True, metavar="FLASH",
+                           help="the flash photo of the same scene, same size as INPUT (the no-flash photo)")
         if task == "inpaint":
             p.add_argument("--mask", required=True, metavar="MASK",
                            help="mask image (non-zero = known pixel) or `zeros`: pixels that are 0 in every channel are missing")
@@ -118,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--methods", nargs="+", metavar="M", help="only these methods (dip, CBM3D, NLM, TV, ...)")
     b.add_argument("--only", nargs="+", metavar="IMAGE", help="only these image names")
+    c = sub.add_parser("conv", help="convolution explorer: output size and the input pixels one output pixel reads")
+    c.add_argument("--size", type=_positive_int, default=7, help="input side in pixels (default: %(default)s)")
+    c.add_argument("--kernel", type=_positive_int, default=3, help="kernel side (default: %(default)s)")
+    c.add_argument("--padding", type=int, default=0, help="padding on each side (default: %(default)s)")
+    c.add_argument("--dilation", type=_positive_int, default=1, help="dilation (default: %(default)s)")
+    c.add_argument("--stride", type=_positive_int, default=1, help="stride (default: %(default)s)")
+    c.add_argument("--pixel", type=int, nargs=2, metavar=("ROW", "COL"), help="output pixel (default: the centre)")
+    c.add_argument("-o", "--output", metavar="PNG", help="draw the receptive field to this PNG")
+    a = sub.add_parser("arch", help="a preset's network: layers, output shapes, parameters, FLOPs, receptive field")
+    a.add_argument("task", nargs="?", default="denoise", help="task whose preset to show (default: %(default)s)")
+    a.add_argument("--preset", default="default", help="preset name (default: %(default)s)")
+    a.add_argument("--size", type=_positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
+                   help="image size (default: 256 256)")
+    a.add_argument("--channels", type=_positive_int, default=3, help="image channels (default: %(default)s)")
     sub.add_parser("presets", help="list the presets and their values")
     pl = sub.add_parser("plot", help="plot loss and PSNR curves from a --report JSON file")
     pl.add_argument("report", metavar="REPORT.json")
@@ -175,6 +238,9 @@ def _overrides(args) -> dict:
         o["lr"] = args.lr
     if args.precision is not None:
         o["precision"] = args.precision
+    for arg, name in (("loss", "loss"), ("tv", "tv_weight"), ("tikhonov", "tikhonov_weight")):
+        if getattr(args, arg, None) is not None:
+            o[name] = getattr(args, arg)
     return o
 
 
@@ -228,8 +294,12 @@ class _StopOnSignal:
 
 def _run_task(args) -> int:
     task = args.command
+    if task == "mri":
+        return _run_mri(args)
     factor = check_positive_int(args.factor, "--factor") if task == "super-resolve" else None
     get_preset(task, args.preset, factor=factor)                     # unknown preset: error before any work
+    if task == "deblur":
+        parse_blur(args.blur)                                        # bad blur spec: error before any work
     files = _batch_inputs(args.input)
     if files is None:
         return _restore_file(args, Path(args.input), Path(args.output), args.gt, args.report, factor)
@@ -296,6 +366,15 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
             mask = _mask_from_zeros(image)
         else:
             mask = load_mask(args.mask, shape=tuple(image.shape[-2:]))
+    extra = {}
+    if task == "deblur":
+        extra["kernel"] = parse_blur(args.blur)
+    if task == "flash":
+        flash, _ = load_image(args.flash)
+        if tuple(flash.shape[-2:]) != tuple(image.shape[-2:]):
+            raise NeuralPriorError(f"{args.flash}: the flash image is {flash.shape[-1]}x{flash.shape[-2]} but "
+                                   f"{src} is {image.shape[-1]}x{image.shape[-2]}; they must be the same size")
+        extra["flash"] = flash
     out_shape = tuple(image.shape[-2:]) if factor is None else (image.shape[-2] * factor, image.shape[-1] * factor)
     gt = None
     if gt_path:
@@ -331,7 +410,8 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
             result = restore(task, image, mask=mask, factor=factor, preset=args.preset, stop=args.stop,
                              seed=args.seed, device=args.device, x_true=gt, callback=callback,
                              time_limit=args.time_limit, checkpoint=args.checkpoint,
-                             checkpoint_every=args.checkpoint_every, resume=args.resume, **_overrides(args))
+                             checkpoint_every=args.checkpoint_every, resume=args.resume, **extra,
+                             **_overrides(args))
         finally:
             progress.close()
         save_image(output, result.image, info)
@@ -364,6 +444,124 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
             print(line + f"  oracle best {best_psnr:.2f} dB at iteration {best_it}")
     if batch:
         return report
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _load_npy(path: Path, what: str):
+    import numpy as np
+
+    if not path.is_file():
+        raise NeuralPriorError(f"{path}: no such {what} file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception:
+        raise NeuralPriorError(f"{path}: not a readable .npy array") from None
+
+
+def _load_kspace_mask(text: str) -> torch.Tensor:
+    """A k-space mask from a .npy array or an image (non-zero = sampled), as (H, W)."""
+    path = Path(text)
+    if path.suffix.lower() != ".npy":
+        return load_mask(path)[0, 0]
+    arr = _load_npy(path, "mask")
+    if arr.ndim != 2 or not (arr.dtype.kind in "biufc"):
+        raise NeuralPriorError(f"{path}: a k-space mask must be a 2-D numeric array, got shape {arr.shape}")
+    return torch.from_numpy((arr != 0).astype("float32"))
+
+
+def _run_mri(args) -> int:
+    """``neuralprior mri``: an image (simulated k-space), a .npy k-space, or the phantom demo."""
+    import numpy as np
+
+    from .io import ImageInfo
+    from .tasks import mri
+
+    get_preset("mri", args.preset)                                   # unknown preset: error before any work
+    if args.phantom == (args.input is not None):
+        raise NeuralPriorError("mri takes an INPUT (an image or a .npy k-space) or --phantom, not both"
+                               if args.phantom else "mri needs an INPUT (an image or a .npy k-space) or --phantom")
+    truth, info, src = None, ImageInfo(mode="L"), None
+    if args.phantom:
+        from skimage import data
+        from skimage.transform import resize
+
+        out_dir = Path(args.output)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise NeuralPriorError(f"{out_dir}: cannot create the output folder ({e.strerror})") from None
+        phantom = resize(data.shepp_logan_phantom(), (args.size, args.size), anti_aliasing=True)
+        truth = torch.from_numpy(phantom.astype(np.float32)).clamp(0, 1)[None, None]
+        source, output = truth, check_output_path(out_dir / "dip.png", force=True)
+    else:
+        src = Path(args.input)
+        if src.suffix.lower() == ".npy":
+            source = _load_npy(src, "k-space")
+            if not np.iscomplexobj(source) or source.ndim != 2:
+                raise NeuralPriorError(f"{src}: k-space must be a complex 2-D array (H, W), got {source.dtype} "
+                                       f"of shape {source.shape}")
+        else:
+            image, image_info = load_image(src)
+            truth = image.mean(1, keepdim=True)                      # MRI images are one magnitude channel
+            source = truth
+            info = ImageInfo(mode="L", bit_depth=image_info.bit_depth)
+        output = check_output_path(args.output, input_path=src, force=args.force)
+    if args.gt:
+        gt, _ = load_image(args.gt)
+        truth = gt.mean(1, keepdim=True)
+    mask = _load_kspace_mask(args.mask) if args.mask else None
+    report_path = _check_json_path(args.report)
+    if args.checkpoint:
+        _check_json_path(args.checkpoint, "checkpoint")
+    snap_dir = None
+    if args.save_every:
+        snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
+        snap_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(not args.quiet)
+    with _StopOnSignal() as stop_request:
+        def callback(state):
+            progress(state)
+            if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
+                save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, info)
+            if stop_request.requested:
+                raise StopFitting
+
+        try:
+            result = mri(source, mask=mask, sampling=args.sampling, acceleration=args.acceleration,
+                         preset=args.preset, stop=args.stop, seed=args.seed, device=args.device, callback=callback,
+                         time_limit=args.time_limit, checkpoint=args.checkpoint,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, **_overrides(args))
+        finally:
+            progress.close()
+    save_image(output, result.image, info)
+    if args.phantom:
+        save_image(output.with_name("zero-filled.png"), result.zero_filled, info)
+        save_image(output.with_name("truth.png"), truth, info)
+    report = {
+        "task": "mri", "preset": args.preset, "input": "phantom" if args.phantom else str(src), "output": str(output),
+        "sampling": "mask file" if args.mask else args.sampling, "sampled_fraction": float(result.mask.mean()),
+        "kspace_scale": result.scale, "device": result.device, "precision": result.precision, "seed": result.seed,
+        "iterations_run": result.iterations_run, "stopped_at": result.stopped_at, "stop_reason": result.reason,
+        "interrupted": result.interrupted, "seconds": round(result.seconds, 3), "config": result.config,
+        "history": result.history, "version": __version__,
+    }
+    if truth is not None:
+        if tuple(truth.shape[-2:]) != tuple(result.image.shape[-2:]):
+            raise NeuralPriorError(f"{args.gt}: ground truth is {truth.shape[-1]}x{truth.shape[-2]}, "
+                                   f"the result is {result.image.shape[-1]}x{result.image.shape[-2]}")
+        report.update(psnr=psnr(result.image, truth), ssim=ssim(result.image, truth),
+                      zero_filled_psnr=psnr(result.zero_filled, truth), zero_filled_ssim=ssim(result.zero_filled, truth))
+    if report_path is not None:
+        _write_json(report_path, report)
+    if not args.quiet:
+        state = "interrupted; best result so far" if result.interrupted else "reconstructed"
+        print(f"{state}: {output} ({report['sampled_fraction']:.1%} of k-space, {result.iterations_run} iterations, "
+              f"{result.seconds:.1f} s, returned iteration {result.stopped_at}: {result.reason})")
+        if truth is not None:
+            print(f"PSNR zero-filled {report['zero_filled_psnr']:.2f} dB  DIP {report['psnr']:.2f} dB  "
+                  f"(SSIM {report['zero_filled_ssim']:.4f} -> {report['ssim']:.4f})")
+        if args.phantom:
+            print(f"wrote {output.parent}/truth.png, zero-filled.png, dip.png")
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
@@ -470,6 +668,42 @@ def _run_bench(args, argv) -> int:
     return 0
 
 
+def _run_conv(args) -> int:
+    from .inspect_net import conv_inputs_of, conv_output_size
+
+    if args.padding < 0:
+        raise NeuralPriorError(f"--padding must be >= 0, got {args.padding}")
+    kw = dict(padding=args.padding, dilation=args.dilation, stride=args.stride)
+    n = conv_output_size(args.size, args.kernel, **kw)
+    i, j = args.pixel if args.pixel else (n // 2, n // 2)
+    if not (0 <= i < n and 0 <= j < n):
+        raise NeuralPriorError(f"--pixel {i} {j} is outside the {n}x{n} output")
+    rows, cols = conv_inputs_of(i, args.kernel, **kw), conv_inputs_of(j, args.kernel, **kw)
+    print(f"input {args.size}x{args.size}, kernel {args.kernel}, padding {args.padding}, dilation {args.dilation}, "
+          f"stride {args.stride} -> output {n}x{n}")
+    print(f"output pixel ({i}, {j}) reads input rows {rows} and columns {cols} "
+          f"(outside 0..{args.size - 1} = padding); extent {args.dilation * (args.kernel - 1) + 1} pixels")
+    if args.output:
+        from .viz import draw_convolution
+
+        check_output_path(args.output)
+        draw_convolution(args.output, args.size, args.kernel, pixel=(i, j), **kw)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _run_arch(args) -> int:
+    from .inspect_net import architecture_table
+
+    if args.task not in TASKS:
+        raise NeuralPriorError(f"unknown task {args.task!r}; use one of {', '.join(TASKS)}")
+    preset = get_preset(args.task, args.preset)
+    net = preset.build_network(out_channels=args.channels)
+    print(f"{args.task} / {args.preset}: {type(net).__name__}({', '.join(f'{k}={v}' for k, v in preset.network_args.items())})")
+    print(architecture_table(net, tuple(args.size)))
+    return 0
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"neuralprior: warning: {message}", file=sys.stderr)
 
@@ -497,6 +731,10 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
             return _run_plot(args)
         if args.command == "bench":
             return _run_bench(args, argv)
+        if args.command == "conv":
+            return _run_conv(args)
+        if args.command == "arch":
+            return _run_arch(args)
         return _run_task(args)
     except NeuralPriorError as e:
         print(f"neuralprior: error: {e}", file=sys.stderr)

@@ -17,8 +17,10 @@ class FitConfig:
     ema: float = 0.99               # exponential moving average of the outputs (0 = off); the returned image
     ema_warmup: bool = True         # average with weight min(ema, (1+t)/(10+t)) so early estimates are not stale
                                     # (the paper: False, the average starts from the first, random output)
-    loss: str = "mse"               # data term: "mse" or "l1" (issue-free default: the paper's MSE)
-    tv_weight: float = 0.0          # weight of the total-variation regulariser R(x)
+    loss: str = "mse"               # data term E: "mse" (Gaussian noise, the paper's), "l1" (Laplacian noise,
+                                    # outliers) or "poisson" (photon counts: y = counts / peak, F(x) the rate)
+    tv_weight: float = 0.0          # weight of the total-variation regulariser R(x) (mean |gradient|, edge-preserving)
+    tikhonov_weight: float = 0.0    # weight of the Tikhonov smoothness regulariser R(x) (mean squared gradient)
     guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr
     guard_jump: float = 3.0         # a loss above guard_jump x its running average counts as a jump
     precision: str = "float32"      # "float32", "bfloat16" (autocast) or "auto" (bfloat16 where fast)

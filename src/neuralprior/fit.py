@@ -15,7 +15,7 @@ from torch import nn
 from ._validation import NeuralPriorError, check_image
 from .config import FitConfig
 from .device import autocast_context, resolve_device
-from .latent import crop_center, make_latent, padded_size
+from .latent import crop_center, make_latent, pad_center, padded_size
 from .memory import check_memory
 from .metrics import psnr
 from .stopping import StoppingRule, make_stopping_rule
@@ -71,6 +71,11 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
+def squared_gradient(x: torch.Tensor) -> torch.Tensor:
+    """Tikhonov (quadratic) smoothness, mean squared difference of neighbouring pixels."""
+    return (x[..., 1:, :] - x[..., :-1, :]).square().mean() + (x[..., :, 1:] - x[..., :, :-1]).square().mean()
+
+
 DATA_TERMS = {
     "mse": nnf.mse_loss,
     "l1": nnf.l1_loss,
@@ -90,6 +95,9 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     """Fit ``net`` so that ``operator(net(z))`` matches the observation ``y``.
 
     .. math:: \\theta^* = \\arg\\min_\\theta E(F(f_\\theta(z)), y) + \\lambda\\,TV(f_\\theta(z))
+              + \\mu\\,\\|\\nabla f_\\theta(z)\\|^2
+
+    E is ``config.loss`` (:data:`DATA_TERMS`), lambda ``config.tv_weight`` and mu ``config.tikhonov_weight``.
 
     Parameters
     ----------
@@ -142,6 +150,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         z = make_latent(cfg.input_kind, net.in_channels, (lh, lw), scale=cfg.input_scale, generator=gen_cpu)
     else:
         z = check_image(latent, "latent").float()
+        if tuple(z.shape[-2:]) == (h, w) and (ph, pw) != (h, w):
+            z = pad_center(z, ph, pw)       # an image-sized input (flash/no-flash): padded like the output
     net = net.to(dev).train()
     z, y = z.to(dev), y.to(dev).float()
     if isinstance(operator, nn.Module):
@@ -203,6 +213,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                 loss = data_term(operator(out.float()), y)
                 if cfg.tv_weight > 0:
                     loss = loss + cfg.tv_weight * total_variation(out.float())
+                if cfg.tikhonov_weight > 0:
+                    loss = loss + cfg.tikhonov_weight * squared_gradient(out.float())
             loss_value = float(loss.detach())   # host sync: needed for the guard and the history
 
             # divergence guard: on NaN or a sudden jump, go back to the last good weights, halve lr
@@ -302,7 +314,8 @@ def _load_checkpoint(path, cfg: FitConfig, seed: int, y_shape: tuple, img_shape:
     if tuple(state["y_shape"]) != tuple(y_shape) or tuple(state["img_shape"]) != tuple(img_shape):
         raise NeuralPriorError(f"{path}: checkpoint is for an image of another size")
     mine = {k: v for k, v in cfg.to_dict().items() if k != "num_iter"}
-    theirs = {k: v for k, v in state["config"].items() if k != "num_iter"}
+    theirs = {k: v for k, v in {**FitConfig().to_dict(), **state["config"]}.items()   # fields added since: defaults
+              if k != "num_iter"}
     if mine != theirs or state["seed"] != seed:
         diff = sorted(k for k in mine if mine[k] != theirs.get(k)) or ["seed"]
         raise NeuralPriorError(f"{path}: checkpoint was made with other settings ({', '.join(diff)})")

@@ -35,6 +35,19 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     return up(height), up(width)
 
 
+def pad_center(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``x`` padded to ``height`` x ``width``, centred (reflected borders, replicated where too small).
+
+    The inverse of :func:`crop_center`: ``crop_center(pad_center(x, H, W), h, w)`` is ``x``.
+    """
+    dh, dw = height - x.shape[-2], width - x.shape[-1]
+    pads = (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)
+    if dh == 0 and dw == 0:
+        return x
+    mode = "reflect" if max(pads[2:]) < x.shape[-2] and max(pads[:2]) < x.shape[-1] else "replicate"
+    return torch.nn.functional.pad(x, pads, mode=mode)
+
+
 def crop_center(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The centred ``height`` x ``width`` window of an NCHW tensor (inverse of centred padding)."""
     top = (x.shape[-2] - height) // 2

@@ -7,6 +7,8 @@ in [0, 1]. Linear operators also provide ``adjoint``. Any differentiable callabl
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as nnf
@@ -15,8 +17,9 @@ from torch import nn
 from ._validation import NeuralPriorError, check_positive_int
 
 __all__ = [
-    "Operator", "Identity", "Mask", "Downsample", "Blur",
-    "lanczos_kernel", "gaussian_kernel", "box_kernel", "motion_kernel", "adjoint_test",
+    "Operator", "Identity", "Mask", "Downsample", "Blur", "MRI", "KSpaceMask",
+    "lanczos_kernel", "gaussian_kernel", "box_kernel", "motion_kernel", "parse_blur",
+    "cartesian_mask", "radial_mask", "adjoint_test",
 ]
 
 
@@ -121,6 +124,76 @@ def motion_kernel(length: float, angle: float = 0.0) -> torch.Tensor:
     return (k / k.sum()).to(torch.float32)
 
 
+BLUR_SPECS = "gaussian:SIGMA, box:SIZE, motion:LENGTH[,ANGLE], or a kernel file (.npy or an image)"
+
+
+def parse_blur(spec: str | os.PathLike) -> torch.Tensor:
+    """The 2-D blur kernel (sum 1) named by ``spec``.
+
+    ``"gaussian:2.0"`` (standard deviation in pixels), ``"box:5"`` (side in pixels),
+    ``"motion:9,30"`` (length in pixels, angle in degrees, default 0 = horizontal), or the
+    path of a kernel file: a 2-D ``.npy`` array or a grayscale/colour image (colour is averaged
+    over the channels). Every kernel is normalised to sum 1. A bad spec raises a one-line
+    :class:`NeuralPriorError`.
+
+    >>> parse_blur("box:3").shape
+    torch.Size([3, 3])
+    """
+    text = os.fspath(spec).strip()
+    name, sep, args = text.partition(":")
+    kind = name.strip().lower()
+    if sep and kind in ("gaussian", "box", "motion"):
+        try:
+            values = [float(v) for v in args.split(",")] if args.strip() else []
+        except ValueError:
+            raise NeuralPriorError(f"blur {text!r}: {args!r} is not a number; use {BLUR_SPECS}") from None
+        if not values or not all(math.isfinite(v) for v in values):
+            raise NeuralPriorError(f"blur {text!r}: give a finite number after '{kind}:'; use {BLUR_SPECS}")
+        expected = {"gaussian": (1,), "box": (1,), "motion": (1, 2)}[kind]
+        if len(values) not in expected:
+            raise NeuralPriorError(f"blur {text!r}: {kind} takes {' or '.join(map(str, expected))} number(s), "
+                                   f"got {len(values)}")
+        if kind == "gaussian":
+            if values[0] > 100:
+                raise NeuralPriorError(f"blur {text!r}: sigma {values[0]:g} is too large (at most 100 pixels)")
+            return gaussian_kernel(values[0])
+        if kind == "box":
+            if values[0] > 201:
+                raise NeuralPriorError(f"blur {text!r}: box size {values[0]:g} is too large (at most 201 pixels)")
+            return box_kernel(values[0])
+        if values[0] > 201:
+            raise NeuralPriorError(f"blur {text!r}: motion length {values[0]:g} is too large (at most 201 pixels)")
+        return motion_kernel(*values)
+    return _kernel_file(text)
+
+
+def _kernel_file(text: str) -> torch.Tensor:
+    """A user kernel from a ``.npy`` array or an image file, normalised to sum 1."""
+    import numpy as np
+
+    path = Path(text)
+    if not path.is_file():
+        hint = "unknown blur kind" if ":" in text else "no such kernel file"
+        raise NeuralPriorError(f"blur {text!r}: {hint}; use {BLUR_SPECS}")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception:
+            raise NeuralPriorError(f"{path}: not a readable .npy array") from None
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise NeuralPriorError(f"{path}: a blur kernel must be a real 2-D array, got shape {arr.shape} "
+                                   f"of {arr.dtype}")
+        k = torch.from_numpy(arr.astype(np.float64))
+    else:
+        from .io import load_image
+
+        image, _ = load_image(path)
+        k = image[0].double().mean(0)
+    if k.numel() == 0 or not bool(torch.isfinite(k).all()) or bool((k < 0).any()) or float(k.sum()) <= 0:
+        raise NeuralPriorError(f"{path}: a blur kernel needs finite, non-negative values with a positive sum")
+    return (k / k.sum()).to(torch.float32)
+
+
 class Downsample(Operator):
     """F(x) = (k * x) sampled every ``factor`` pixels: super-resolution.
 
@@ -211,6 +284,143 @@ class Blur(Operator):
             x = torch.zeros_like(y, requires_grad=True)
             (g,) = torch.autograd.grad(self.forward(x), x, grad_outputs=y)
         return g
+
+
+class MRI(Operator):
+    """F(x) = M ⊙ FFT2(x): undersampled k-space of a real image (compressed-sensing MRI).
+
+    The FFT is orthonormal (``norm="ortho"``). With ``centered=True`` (the default) k-space
+    is laid out as displayed, the zero frequency at (H // 2, W // 2) (``fftshift`` of the
+    FFT); the ``mask`` (H, W), 1 = sampled, uses the same layout. The complex result is
+    returned as a real tensor: an (N, C, H, W) image gives (N, 2C, H, W), the real parts
+    stacked over the imaginary parts, so the usual data terms (MSE, L1) apply to it.
+
+    The adjoint is the zero-filled inverse FFT, real part: real(IFFT2(M ⊙ (a + i b))).
+
+    >>> op = MRI(cartesian_mask((32, 32), 4))
+    >>> op(torch.rand(1, 1, 32, 32)).shape
+    torch.Size([1, 2, 32, 32])
+    """
+
+    def __init__(self, mask: torch.Tensor, centered: bool = True):
+        super().__init__()
+        mask = torch.as_tensor(mask)
+        if mask.ndim != 2:
+            raise NeuralPriorError(f"k-space mask must be 2-D (H, W), got shape {tuple(mask.shape)}")
+        if mask.is_complex():
+            mask = mask.abs()
+        mask = (mask > 0.5).to(torch.float32)
+        if not bool(mask.any()):
+            raise NeuralPriorError("k-space mask samples nothing (every entry is 0)")
+        self.centered = centered
+        self.register_buffer("mask", mask)
+
+    def extra_repr(self) -> str:
+        return f"shape={tuple(self.mask.shape)}, sampled={self.sampled_fraction:.3f}, centered={self.centered}"
+
+    @property
+    def sampled_fraction(self) -> float:
+        """Fraction of k-space that is measured (1 / acceleration)."""
+        return float(self.mask.mean())
+
+    def output_shape(self, shape):
+        *lead, c, h, w = shape
+        return (*lead, 2 * c, h, w)
+
+    def input_shape(self, shape):
+        *lead, c, h, w = shape
+        return (*lead, c // 2, h, w)
+
+    def kspace(self, x: torch.Tensor) -> torch.Tensor:
+        """The full (unmasked) complex k-space of ``x`` in this operator's layout."""
+        k = torch.fft.fft2(x, norm="ortho")
+        return torch.fft.fftshift(k, dim=(-2, -1)) if self.centered else k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kspace(x) * self.mask.to(x.dtype)
+        return torch.cat([k.real, k.imag], dim=-3)
+
+    def zero_filled(self, kspace: torch.Tensor) -> torch.Tensor:
+        """Complex image IFFT2(M ⊙ k) of complex k-space ``kspace`` (same layout as the mask)."""
+        k = kspace * self.mask.to(kspace.real.dtype)
+        if self.centered:
+            k = torch.fft.ifftshift(k, dim=(-2, -1))
+        return torch.fft.ifft2(k, norm="ortho")
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        c = y.shape[-3] // 2
+        return self.zero_filled(torch.complex(y[..., :c, :, :], y[..., c:, :, :])).real
+
+
+KSpaceMask = MRI
+
+
+def _check_acceleration(shape, acceleration) -> tuple[int, int, float]:
+    if len(shape) != 2:
+        raise NeuralPriorError(f"k-space mask shape must be (H, W), got {tuple(shape)}")
+    h, w = (check_positive_int(s, "mask size") for s in shape)
+    try:
+        a = float(acceleration)
+    except (TypeError, ValueError):
+        a = float("nan")
+    if not (math.isfinite(a) and a >= 1):
+        raise NeuralPriorError(f"acceleration must be a number >= 1, got {acceleration!r}")
+    return h, w, a
+
+
+def cartesian_mask(shape: tuple[int, int], acceleration: float, center_fraction: float = 0.08,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random Cartesian undersampling: full k-space lines, about 1/``acceleration`` of them.
+
+    The phase-encoding direction is horizontal: each sampled line is a whole column of
+    the (H, W) centred k-space. The ``center_fraction`` of columns around the zero
+    frequency is always kept; the rest of the round(W / acceleration) lines are drawn
+    uniformly at random with ``generator``.
+    """
+    h, w, a = _check_acceleration(shape, acceleration)
+    if not 0 <= center_fraction <= 1:
+        raise NeuralPriorError(f"center_fraction must be in [0, 1], got {center_fraction}")
+    n_lines = max(1, round(w / a))
+    n_center = min(n_lines, max(1, round(w * center_fraction)))
+    start = w // 2 - n_center // 2
+    cols = torch.zeros(w, dtype=torch.bool)
+    cols[start:start + n_center] = True
+    others = torch.nonzero(~cols).flatten()
+    pick = others[torch.randperm(others.numel(), generator=generator)[: n_lines - n_center]]
+    cols[pick] = True
+    return cols[None, :].expand(h, w).to(torch.float32).contiguous()
+
+
+def _spokes(h: int, w: int, n: int) -> torch.Tensor:
+    """``n`` equally spaced lines through the centre (H // 2, W // 2), rasterised."""
+    m = torch.zeros(h, w, dtype=torch.bool)
+    r = math.hypot(h, w) / 2
+    t = torch.arange(-r, r + 0.25, 0.25, dtype=torch.float64)
+    for theta in (math.pi * i / n for i in range(n)):
+        rows = torch.round(h // 2 + t * math.sin(theta)).long()
+        cols = torch.round(w // 2 + t * math.cos(theta)).long()
+        ok = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        m[rows[ok], cols[ok]] = True
+    return m
+
+
+def radial_mask(shape: tuple[int, int], acceleration: float) -> torch.Tensor:
+    """Radial undersampling: equally spaced spokes through the centre of centred k-space.
+
+    The number of spokes is the one whose sampled fraction is closest to 1/``acceleration``.
+    """
+    h, w, a = _check_acceleration(shape, acceleration)
+    target = 1.0 / a
+    lo, hi = 1, 4 * max(h, w)                 # smallest n with fraction >= target (fraction grows with n)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if float(_spokes(h, w, mid).float().mean()) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    best = min((n for n in (lo - 1, lo) if n >= 1),
+               key=lambda n: abs(float(_spokes(h, w, n).float().mean()) - target))
+    return _spokes(h, w, best).to(torch.float32)
 
 
 def adjoint_test(op: Operator, x_shape: tuple[int, ...], generator: torch.Generator | None = None) -> float:

@@ -16,13 +16,15 @@ from ._validation import NeuralPriorError
 from .config import FitConfig
 from .networks import DeepDecoder, EncoderDecoder, SkipNet
 
-TASKS = ("denoise", "inpaint", "super-resolve", "jpeg", "reconstruct")
+TASKS = ("denoise", "inpaint", "super-resolve", "jpeg", "reconstruct", "deblur", "mri", "flash")
 
 # The paper's hourglass (denoising, super-resolution): 2,217,831 parameters.
 PAPER_NET: dict = {}
 # Lighter hourglass used by the default presets: few channels at full resolution, where the cost is.
 LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], channels_skip=4)
 FAST = dict(precision="auto", channels_last=True)
+# flash/no-flash: the flash image is the input z (3 channels); the paper's upsampling per level
+FLASH_UPSAMPLE = ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]
 
 
 @dataclass
@@ -95,6 +97,27 @@ def _presets() -> list[Preset]:
         P("lab", "reconstruct", network="lab", network_args=dict(width=64, skip_channels=8),
           fit=FitConfig(num_iter=1000, lr=0.01, reg_noise_std=0.0, ema=0.0), stop="none",
           description="the lab's encoder-decoder with two skip connections"),
+        # deblurring: F = convolution with a known kernel (not in the paper: its denoising settings)
+        P("default", "deblur", network_args=LIGHT_NET,
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
+          description="light hourglass, bfloat16 where fast, automatic stop"),
+        P("paper", "deblur", network_args=PAPER_NET,
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, ema_warmup=False), stop="none",
+          description="no deblurring in the paper: its hourglass and settings, 3000 it, float32"),
+        # compressed-sensing MRI: F = k-space mask after an orthonormal FFT; one (magnitude) channel
+        P("default", "mri", network_args=LIGHT_NET,
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
+          description="light hourglass, bfloat16 where fast, automatic stop"),
+        P("paper", "mri", network_args=PAPER_NET,
+          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, ema_warmup=False), stop="none",
+          description="no MRI in the paper: its hourglass and settings, 3000 it, float32"),
+        # flash/no-flash: z = the flash image, the target the no-flash image, F = identity
+        P("default", "flash", network_args=dict(LIGHT_NET, in_channels=3, upsample=FLASH_UPSAMPLE),
+          fit=FitConfig(num_iter=601, lr=0.1, reg_noise_std=0.0, ema=0.0, **FAST), stop="none",
+          description="light hourglass on the flash image, the paper's lr and iterations"),
+        P("paper", "flash", network_args=dict(in_channels=3, upsample=FLASH_UPSAMPLE),
+          fit=FitConfig(num_iter=601, lr=0.1, reg_noise_std=0.0, ema=0.0, guard=False), stop="none",
+          description="flash-no-flash.ipynb (cave01): 601 it, lr 0.1, sigma_p 0, z = flash image"),
     ]
 
 

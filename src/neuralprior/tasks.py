@@ -1,24 +1,26 @@
-"""The tasks users ask for: denoise, inpaint, super_resolve, remove_jpeg_artifacts, reconstruct.
+"""The tasks users ask for: denoise, inpaint, super_resolve, remove_jpeg_artifacts, reconstruct,
+deblur, mri (compressed-sensing MRI) and flash_no_flash.
 
 Each picks a preset (network + :class:`FitConfig` + stopping rule), builds the
 measurement operator and calls :func:`neuralprior.fit`.
 """
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 
+import numpy as np
 import torch
 
 from ._validation import NeuralPriorError, check_image, check_positive_int
 from .fit import FitResult, fit
 from .config import FitConfig
-from .operators import Downsample, Identity, Mask
+from .operators import MRI, Blur, Downsample, Identity, Mask, cartesian_mask, parse_blur, radial_mask
 from .presets import get_preset
 
 _FIT_FIELDS = {f.name for f in fields(FitConfig)}
 
 
-def _operator(task: str, y: torch.Tensor, mask, factor):
+def _operator(task: str, y: torch.Tensor, mask, factor, kernel=None):
     if task == "inpaint":
         if mask is None:
             raise NeuralPriorError("inpainting needs a mask (1 = known pixel, 0 = missing)")
@@ -31,17 +33,26 @@ def _operator(task: str, y: torch.Tensor, mask, factor):
         return Mask(m)
     if task == "super-resolve":
         return Downsample(check_positive_int(factor, "factor"))
+    if task == "deblur":
+        if kernel is None:
+            raise NeuralPriorError("deblurring needs the blur kernel: a 2-D array or a spec such as 'gaussian:2'")
+        return Blur(parse_blur(kernel) if isinstance(kernel, str) else kernel)
+    if task == "mri":
+        raise NeuralPriorError("MRI reconstruction takes k-space, not an image: use neuralprior.mri()")
     return Identity()
 
 
 def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None, factor: int | None = None,
-            preset: str = "default", stop: str | int | None = None, seed: int | None = 0, device="auto",
+            kernel: torch.Tensor | str | None = None, flash: torch.Tensor | None = None, preset: str = "default", stop: str | int | None = None, seed: int | None = 0, device="auto",
             x_true: torch.Tensor | None = None, callback=None, callback_every: int = 1,
             time_limit: float | None = None, checkpoint=None, checkpoint_every: int = 100, resume=None,
             **overrides) -> FitResult:
     """Restore ``image`` (N, C, H, W) or (C, H, W) in [0, 1] for ``task`` with ``preset``.
 
-    ``overrides`` are :class:`FitConfig` fields (``num_iter``, ``lr``, ``reg_noise_std``, ...).
+    ``mask``: inpainting; ``factor``: super-resolution; ``kernel``: deblurring (a 2-D array or a
+    :func:`~neuralprior.operators.parse_blur` spec); ``flash``: the flash image of flash/no-flash.
+    ``overrides`` are :class:`FitConfig` fields (``num_iter``, ``lr``, ``reg_noise_std``, ``loss``,
+    ``tv_weight``, ``tikhonov_weight``, ...).
     ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations).
     ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
@@ -51,13 +62,29 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     y = check_image(image, "image").float()
     p = get_preset(task, preset, factor=factor)
     cfg = replace(p.fit, **overrides)
-    op = _operator(task, y, mask, factor)
+    op = _operator(task, y, mask, factor, kernel)
     if task == "inpaint":
         y = y * op.mask
+    latent = None
+    if task == "flash":
+        latent = _flash_input(flash, y, p.network_args.get("in_channels", 32))
     net = p.build_network(out_channels=y.shape[1], seed=seed)
     return fit(y, op, net=net, config=cfg, stop=p.stop if stop is None else stop, x_true=x_true, seed=seed,
                device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
-               checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+               checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent)
+
+
+def _flash_input(flash, y: torch.Tensor, channels: int) -> torch.Tensor:
+    """The flash image as the network input z, checked against the no-flash image ``y``."""
+    if flash is None:
+        raise NeuralPriorError("flash/no-flash needs the flash image (flash=...)")
+    z = check_image(torch.as_tensor(flash), "flash image").float()
+    if tuple(z.shape[-2:]) != tuple(y.shape[-2:]):
+        raise NeuralPriorError(f"flash image is {z.shape[-1]}x{z.shape[-2]} but the no-flash image is "
+                               f"{y.shape[-1]}x{y.shape[-2]}; they must be the same size")
+    if z.shape[1] != channels:          # a grayscale flash image for a 3-channel input: repeat it
+        z = z.mean(1, keepdim=True).expand(-1, channels, -1, -1).contiguous()
+    return z
 
 
 def denoise(image: torch.Tensor, **kwargs) -> FitResult:
@@ -91,3 +118,132 @@ def remove_jpeg_artifacts(image: torch.Tensor, **kwargs) -> FitResult:
 def reconstruct(image: torch.Tensor, **kwargs) -> FitResult:
     """Fit the image itself (no degradation): watch the network learn it, then its noise."""
     return restore("reconstruct", image, **kwargs)
+
+
+def deblur(image: torch.Tensor, kernel: torch.Tensor | str, **kwargs) -> FitResult:
+    """Remove a known blur: F(x) = k * x (same size, reflected borders).
+
+    ``kernel`` is a 2-D array (normalised to sum 1) or a spec for
+    :func:`~neuralprior.operators.parse_blur`: ``"gaussian:2"``, ``"box:5"``, ``"motion:9,30"``
+    or a kernel file. See :func:`restore` for the other options.
+
+    >>> import torch, neuralprior
+    >>> blurred = torch.rand(1, 3, 32, 32)
+    >>> neuralprior.deblur(blurred, "gaussian:1", num_iter=2, stop="none", device="cpu").image.shape
+    torch.Size([1, 3, 32, 32])
+    """
+    return restore("deblur", image, kernel=kernel, **kwargs)
+
+
+def flash_no_flash(image: torch.Tensor, flash: torch.Tensor, **kwargs) -> FitResult:
+    """Flash/no-flash: the network input z is the ``flash`` image, the target the no-flash ``image``.
+
+    The result has the colours and light of the no-flash photo with the low noise and the
+    detail of the flash photo. Both images must have the same size. See :func:`restore`.
+    """
+    return restore("flash", image, flash=flash, **kwargs)
+
+
+@dataclass
+class MRIResult(FitResult):
+    """:class:`FitResult` of :func:`mri`, with the zero-filled baseline and the mask used."""
+
+    zero_filled: torch.Tensor | None = None     # (1, 1, H, W) |IFFT2(M ⊙ k)|, the naive answer, same units as image
+    mask: torch.Tensor | None = None            # (H, W) k-space mask (centred layout), 1 = sampled
+    scale: float = 1.0                          # measured k-space was divided by this before fitting
+
+
+def _as_tensor(data) -> torch.Tensor:
+    if isinstance(data, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(data))
+    if isinstance(data, torch.Tensor):
+        return data.detach().cpu()
+    raise TypeError(f"MRI data must be a numpy array or a torch.Tensor, got {type(data).__name__}")
+
+
+def _mri_data(data) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(complex k-space (H, W) in the centred layout, the image it was simulated from or None)."""
+    t = _as_tensor(data)
+    if t.is_complex():
+        while t.ndim > 2 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 2:
+            raise NeuralPriorError(f"k-space must be a 2-D complex array (H, W), got shape {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise NeuralPriorError("k-space holds NaN or infinite values")
+        return t.to(torch.complex64), None
+    x = t if t.ndim != 2 else t[None, None]
+    x = check_image(x, "MRI image").float()
+    if x.shape[0] != 1 or x.shape[1] not in (1, 3):
+        raise NeuralPriorError(f"MRI image must be one grayscale or RGB image, got shape {tuple(x.shape)}")
+    x = x.mean(1, keepdim=True)                      # magnitude image: one channel
+    return torch.fft.fftshift(torch.fft.fft2(x[0, 0], norm="ortho")), x
+
+
+def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = "cartesian",
+        acceleration: float = 4.0, center_fraction: float = 0.08, preset: str = "default",
+        stop: str | int | None = None, seed: int | None = 0, device="auto", x_true: torch.Tensor | None = None,
+        callback=None, callback_every: int = 1, time_limit: float | None = None, checkpoint=None,
+        checkpoint_every: int = 100, resume=None, **overrides) -> MRIResult:
+    """Compressed-sensing MRI: a magnitude image from undersampled k-space, F(x) = M ⊙ FFT2(x).
+
+    Parameters
+    ----------
+    data : measured k-space, a complex (H, W) array with the zero frequency at the centre
+        (``fftshift(fft2(image, norm="ortho"))``), or, to simulate, a real image in [0, 1]
+        ((H, W), (C, H, W) or (1, C, H, W); colour is averaged) whose k-space is then sampled.
+    mask : (H, W) k-space mask, 1 = sampled, centred layout. Default: for measured k-space its
+        non-zero entries; for a simulation, ``sampling`` at ``acceleration``.
+    sampling : ``"cartesian"`` (random full lines, centre kept: :func:`~neuralprior.operators.cartesian_mask`)
+        or ``"radial"`` (spokes: :func:`~neuralprior.operators.radial_mask`).
+    acceleration : undersampling factor R; about 1/R of k-space is measured.
+    center_fraction : Cartesian only: the fraction of central lines always measured.
+    overrides, preset, stop, ... : as in :func:`restore`.
+
+    The network output is a real, non-negative image (one channel). Measured k-space is
+    divided by ``result.scale`` so that the zero-filled magnitude peaks at 0.9; a simulation
+    keeps the units of the image. ``result.zero_filled`` is the naive reconstruction.
+
+    >>> import torch, neuralprior
+    >>> r = neuralprior.mri(torch.rand(32, 32), acceleration=4, num_iter=2, stop="none", device="cpu")
+    >>> r.image.shape, r.zero_filled.shape
+    (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 32, 32]))
+    """
+    unknown = set(overrides) - _FIT_FIELDS
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    p = get_preset("mri", preset)                   # unknown preset: error before any work
+    cfg = replace(p.fit, **overrides)
+    kspace, image = _mri_data(data)
+    h, w = kspace.shape
+    if mask is not None:
+        m = _as_tensor(mask)
+        m = m.abs() if m.is_complex() else m.float()
+        while m.ndim > 2 and m.shape[0] == 1:
+            m = m[0]
+        if tuple(m.shape) != (h, w):
+            raise NeuralPriorError(f"k-space mask has shape {tuple(m.shape)} but k-space is {(h, w)}")
+    elif image is None:
+        m = (kspace != 0).float()
+    elif sampling == "cartesian":
+        gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        m = cartesian_mask((h, w), acceleration, center_fraction, generator=gen)
+    elif sampling == "radial":
+        m = radial_mask((h, w), acceleration)
+    else:
+        raise NeuralPriorError(f"unknown sampling {sampling!r}; use cartesian or radial")
+    op = MRI(m)
+    measured = kspace * op.mask
+    zero_filled = op.zero_filled(measured).abs()
+    scale = 1.0
+    if image is None:
+        peak = float(zero_filled.max())
+        scale = peak / 0.9 if peak > 0 else 1.0
+    y = torch.stack([measured.real, measured.imag])[None].float() / scale
+    net = p.build_network(out_channels=1, seed=seed)
+    result = fit(y, op, net=net, config=cfg, stop=p.stop if stop is None else stop, x_true=x_true, seed=seed,
+                 device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
+                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+    fields_ = {f.name: getattr(result, f.name) for f in fields(FitResult)}
+    return MRIResult(**fields_, zero_filled=(zero_filled / scale).clamp(0, 1)[None, None].float(),
+                     mask=op.mask.clone(), scale=scale)
