@@ -292,6 +292,31 @@ class _StopOnSignal:
         return False
 
 
+def _side_files(args, output: Path, report: str | None, sub: str | None = None) -> tuple[Path | None, Path | None]:
+    """Check the report and checkpoint paths; create the snapshot folder. Returns (report path, snapshot folder)."""
+    report_path = _check_json_path(report)
+    if args.checkpoint:
+        _check_json_path(args.checkpoint, "checkpoint")
+    snap_dir = None
+    if args.save_every:
+        snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
+        if sub:
+            snap_dir = snap_dir / sub
+        snap_dir.mkdir(parents=True, exist_ok=True)
+    return report_path, snap_dir
+
+
+def _callback(args, progress: Progress, stop_request: "_StopOnSignal", snap_dir: Path | None, info: ImageInfo):
+    """Per-iteration hook of a CLI run: progress line, snapshots every --save-every, clean stop on a signal."""
+    def callback(state):
+        progress(state)
+        if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
+            save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, info)
+        if stop_request.requested:
+            raise StopFitting
+    return callback
+
+
 def _run_task(args) -> int:
     task = args.command
     if task == "mri":
@@ -385,26 +410,12 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
         if gt.shape[1] != image.shape[1]:
             gt = gt.mean(1, keepdim=True) if image.shape[1] == 1 else gt.expand(-1, image.shape[1], -1, -1)
     output = check_output_path(output, input_path=src, force=args.force)
-    report_path = _check_json_path(report)
-    if args.checkpoint:
-        _check_json_path(args.checkpoint, "checkpoint")
-    snap_dir = None
-    if args.save_every:
-        snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
-        if batch:
-            snap_dir = snap_dir / src.stem
-        snap_dir.mkdir(parents=True, exist_ok=True)
-
+    report_path, snap_dir = _side_files(args, output, report, src.stem if batch else None)
     progress = Progress(not args.quiet)
 
     with _StopOnSignal() as stop_request:
-        def callback(state):
-            progress(state)
-            if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
-                save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, ImageInfo(
-                    mode=info.mode, bit_depth=8, alpha=info.alpha))
-            if stop_request.requested:
-                raise StopFitting
+        callback = _callback(args, progress, stop_request, snap_dir,
+                             ImageInfo(mode=info.mode, bit_depth=8, alpha=info.alpha))
 
         try:
             result = restore(task, image, mask=mask, factor=factor, preset=args.preset, stop=args.stop,
@@ -510,21 +521,10 @@ def _run_mri(args) -> int:
         gt, _ = load_image(args.gt)
         truth = gt.mean(1, keepdim=True)
     mask = _load_kspace_mask(args.mask) if args.mask else None
-    report_path = _check_json_path(args.report)
-    if args.checkpoint:
-        _check_json_path(args.checkpoint, "checkpoint")
-    snap_dir = None
-    if args.save_every:
-        snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
-        snap_dir.mkdir(parents=True, exist_ok=True)
+    report_path, snap_dir = _side_files(args, output, args.report)
     progress = Progress(not args.quiet)
     with _StopOnSignal() as stop_request:
-        def callback(state):
-            progress(state)
-            if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
-                save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, info)
-            if stop_request.requested:
-                raise StopFitting
+        callback = _callback(args, progress, stop_request, snap_dir, info)
 
         try:
             result = mri(source, mask=mask, sampling=args.sampling, acceleration=args.acceleration,
@@ -589,11 +589,7 @@ def _run_demo(args) -> int:
         print(f"demo: astronaut (scikit-image) at {args.size}x{args.size}, Gaussian noise sigma {args.sigma:g}/255")
     progress = Progress(not args.quiet)
     with _StopOnSignal() as stop_request:
-        def callback(state):
-            progress(state)
-            if stop_request.requested:
-                raise StopFitting
-
+        callback = _callback(args, progress, stop_request, None, ImageInfo())
         try:
             result = denoise(noisy, preset=args.preset, stop=args.stop, seed=args.seed, device=args.device,
                              x_true=clean, callback=callback, time_limit=args.time_limit,

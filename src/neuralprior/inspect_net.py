@@ -39,10 +39,12 @@ class LayerInfo:
     flops: int
 
 
-def summarize(net: nn.Module, size: tuple[int, int]) -> tuple[list[LayerInfo], int, int]:
+def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] = ()) -> tuple[list[LayerInfo], int, int]:
     """Per-layer output shapes, parameters and FLOPs for an output of ``size`` (runs on the meta device).
 
-    Returns (layers, total parameters, total FLOPs of one forward pass; a training step costs about 3x).
+    Layers are the leaf modules, plus containers of the types in ``also`` (e.g. ``Concat``,
+    whose output is a new tensor). Returns (layers, total parameters, total FLOPs of one
+    forward pass; a training step costs about 3x).
     """
     h, w = padded_size(*size, getattr(net, "multiple", 1))
     lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
@@ -61,7 +63,7 @@ def summarize(net: nn.Module, size: tuple[int, int]) -> tuple[list[LayerInfo], i
             flops = output.numel()
         rows.append(LayerInfo(names[module], type(module).__name__, tuple(output.shape), params, flops))
 
-    hooks = [m.register_forward_hook(hook) for m in meta.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, also) or not list(m.children())]
     try:
         with torch.no_grad():
             meta(torch.empty(1, net.in_channels, lh, lw, device="meta"))

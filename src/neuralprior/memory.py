@@ -1,7 +1,7 @@
 """How much memory a fit needs, estimated before it starts, and how much the device has."""
 from __future__ import annotations
 
-import copy
+import math
 import os
 
 import torch
@@ -38,24 +38,12 @@ def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: in
     two Adam moments come on top, and ``window`` stored estimates for the stopping rule.
     The estimate is for float32 activations, an upper bound for bfloat16.
     """
+    from .inspect_net import summarize
+
     h, w = padded_size(*img_shape, getattr(net, "multiple", 1))
     lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
-    meta = copy.deepcopy(net).to("meta")
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(output, torch.Tensor):
-            total += output.numel() * 4
-
-    hooks = [m.register_forward_hook(count) for m in meta.modules()
-             if isinstance(m, Concat) or not list(m.children())]
-    try:
-        with torch.no_grad():
-            meta(torch.empty(1, net.in_channels, lh, lw, device="meta"))
-    finally:
-        for hk in hooks:
-            hk.remove()
+    layers, _, _ = summarize(net, img_shape, also=(Concat,))
+    total = sum(math.prod(layer.shape) for layer in layers) * 4
     params = sum(p.numel() for p in net.parameters()) * 4
     image = getattr(net, "out_channels", 3) * img_shape[0] * img_shape[1] * 4
     # activations + their gradients in flight during backward; weights, grads, 2 Adam moments,

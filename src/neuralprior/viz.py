@@ -38,13 +38,20 @@ def plot_report(report: dict, path: str | os.PathLike) -> Path:
         ax.legend(loc="lower right")
     title = f"{report.get('task', '')} ({report.get('preset', '')})"
     fig.suptitle(title)
-    fig.tight_layout()
+    return _save_figure(fig, path, dpi=100)
+
+
+def _save_figure(fig, path, dpi: int) -> Path:
+    """Write a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
     from .io import atomic_path
 
     path = Path(path)
+    fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100)
+            fig.savefig(tmp, dpi=dpi)
     finally:
         plt.close(fig)
     return path
@@ -60,7 +67,6 @@ def draw_convolution(path, size: int, kernel: int, *, padding: int = 0, dilation
     from matplotlib.patches import Rectangle
 
     from .inspect_net import conv_inputs_of, conv_output_size
-    from .io import atomic_path
 
     out = conv_output_size(size, kernel, padding=padding, dilation=dilation, stride=stride)
     i, j = pixel if pixel is not None else (out // 2, out // 2)
@@ -91,11 +97,4 @@ def draw_convolution(path, size: int, kernel: int, *, padding: int = 0, dilation
             b.add_patch(Rectangle((c, r), 1, 1, facecolor="#e4572e" if hit else "white", edgecolor="#999999", lw=0.5))
     fig.suptitle(f"kernel {kernel}, dilation {dilation}, stride {stride}, padding {padding}: "
                  f"output pixel ({i}, {j}) reads the red input pixels (grey = padding)")
-    fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=80)
-    finally:
-        plt.close(fig)
-    return path
+    return _save_figure(fig, path, dpi=80)
