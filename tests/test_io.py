@@ -352,6 +352,17 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
+def test_saved_files_get_the_usual_permissions_not_the_temporary_files_private_ones(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = save_image(tmp_path / "out.png", torch.zeros(1, 1, 4, 4))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_save_overwrites_an_existing_file(tmp_path):
     path = tmp_path / "out.png"
     save_image(path, torch.zeros(1, 1, 4, 4))

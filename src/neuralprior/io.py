@@ -191,14 +191,24 @@ def check_writable_file(path: str | os.PathLike, what: str = "output") -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)      # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on failure removed."""
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on failure removed.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (mkstemp makes it private).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent if str(path.parent) else ".")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
