@@ -42,7 +42,7 @@ class Case:
     suite: str
     name: str
     observation: torch.Tensor            # what every method sees, (1, C, h, w) in [0, 1]
-    truth: torch.Tensor                  # ground truth, (1, C, H, W)
+    truth: torch.Tensor | None           # ground truth, (1, C, H, W); None outside the benchmark
     mask: torch.Tensor | None = None     # inpainting: 1 = known
     factor: int | None = None            # super-resolution
 
@@ -164,8 +164,8 @@ def _resize(mode):
     def up(case):
         arr = (_hwc(case.observation) * 255).round().astype(np.uint8)
         im = Image.fromarray(arr if arr.shape[-1] == 3 else arr[..., 0])
-        h, w = case.truth.shape[-2:]
-        return _tensor(im.resize((w, h), mode))
+        h, w = case.observation.shape[-2:]
+        return _tensor(im.resize((w * case.factor, h * case.factor), mode))
     return up
 
 
@@ -190,6 +190,22 @@ def baselines(suite: str) -> dict[str, Callable[[Case], torch.Tensor]]:
             b["Telea"] = _telea
         return b
     return {"bicubic": _resize(Image.BICUBIC), "Lanczos": _resize(Image.LANCZOS)}
+
+
+def classical_baseline(task: str, observation: torch.Tensor, *, mask: torch.Tensor | None = None,
+                       factor: int | None = None) -> tuple[str, torch.Tensor] | None:
+    """(name, image) of the benchmark's first classical method for ``task``, or None where it has none.
+
+    denoise: CBM3D where the ``bm3d`` package is installed, else non-local means; inpaint:
+    biharmonic; super-resolve: bicubic. Shape: ``observation`` (1, C, h, w) in [0, 1] with
+    C = 1 or 3; ``mask`` (1, 1, h, w), 1 = known.
+    """
+    suite = {"denoise": "denoise", "inpaint": "inpaint", "super-resolve": f"sr{factor}"}.get(task)
+    if suite is None:
+        return None
+    case = Case(suite, task, observation[:1].float(), None, mask=mask, factor=factor)
+    name, method = next(iter(baselines(suite).items()))
+    return name, method(case)
 
 
 # ---------------------------------------------------------------------------------- runner
