@@ -90,6 +90,51 @@ def test_snapshots(rgb, tmp_path):
         "iter_000001.png", "iter_000002.png", "iter_000003.png"]
 
 
+def test_animation_and_comparison_figure(rgb, tmp_path, capsys):
+    gif, fig = tmp_path / "run.gif", tmp_path / "compare.png"
+    assert run("denoise", rgb, "-o", tmp_path / "o.png", "--gt", rgb, "--animation", gif, "--compare", fig,
+               "--iterations", 5, "--stop", "none", "--device", "cpu", "--save-every", 2) == 0
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 3                  # iterations 0, 2, 4
+    with Image.open(fig) as im:
+        assert im.format == "PNG" and im.size[0] > 3 * im.size[1] / 2  # panels side by side
+    out = capsys.readouterr().out
+    assert f"animation: {gif} (3 frames)" in out and f"comparison: {fig}" in out
+
+
+@pytest.mark.parametrize("task", [["inpaint", "--mask", "zeros"], ["super-resolve", "--factor", "2"], ["jpeg"]])
+def test_comparison_figure_of_every_task_kind(rgb, tmp_path, task):
+    fig = tmp_path / "c.png"
+    assert run(task[0], rgb, *task[1:], "-o", tmp_path / "o.png", "--compare", fig, "--animation",
+               tmp_path / "a.gif", *FAST) == 0
+    assert Image.open(fig).format == "PNG" and Image.open(tmp_path / "a.gif").n_frames > 1
+
+
+def test_mri_phantom_and_demo_comparison_and_animation(tmp_path):
+    assert run("mri", "--phantom", "--size", 16, "-o", tmp_path / "mri", "--compare", tmp_path / "m.png",
+               "--animation", tmp_path / "m.gif", *FAST) == 0
+    assert run("demo", "--size", 16, "-o", tmp_path / "demo", "--compare", tmp_path / "d.png",
+               "--animation", tmp_path / "d.gif", *FAST) == 0
+    for name in ("m.png", "d.png"):
+        assert Image.open(tmp_path / name).format == "PNG"
+    for name in ("m.gif", "d.gif"):
+        assert Image.open(tmp_path / name).n_frames > 1
+
+
+def test_batch_writes_one_animation_and_figure_per_input(tmp_path):
+    rng = np.random.default_rng(3)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        _png(src / name, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    assert run("denoise", src, "-o", tmp_path / "out", "--animation", tmp_path / "gifs", "--compare",
+               tmp_path / "figs", *FAST) == 0
+    assert sorted(p.name for p in (tmp_path / "gifs").iterdir()) == ["a.gif", "b.gif"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["a.png", "b.png"]
+    assert run("denoise", src, "-o", tmp_path / "out2", "--animation", tmp_path / "one.gif", *FAST) == 2
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "one.gif").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["denoise", "{missing}", "-o", "{out}"], "no such file"),
     (["denoise", "{dir}", "-o", "{out}"], "no image files found"),       # a folder is a batch: here an empty one
@@ -107,6 +152,12 @@ def test_snapshots(rgb, tmp_path):
     (["denoise", "{rgb}", "-o", "{tmp}/missing/out.png"], "does not exist"),
     (["denoise", "{rgb}", "-o", "{rgb}"], "overwrite the input"),
     (["denoise", "{rgb}", "-o", "{tmp}/out.xyz"], "unknown output format"),
+    (["denoise", "{rgb}", "-o", "{out}", "--animation", "{tmp}/missing/a.gif"], "does not exist"),
+    (["denoise", "{rgb}", "-o", "{out}", "--animation", "{tmp}/a.mp4"], "unknown animation format"),
+    (["denoise", "{rgb}", "-o", "{out}", "--animation", "{dir}"], "unknown animation format"),
+    (["denoise", "{rgb}", "-o", "{out}", "--compare", "{tmp}/c.bmp"], "unknown figure format"),
+    (["denoise", "{rgb}", "-o", "{out}", "--compare", "{tmp}/missing/c.png", "--save-every", "1"], "does not exist"),
+    (["mri", "--phantom", "-o", "{tmp}/dir", "--compare", "{tmp}/c.gif"], "unknown figure format"),
     (["denoise", "{rgb}", "-o", "{out}", "--stop", "soon"], "stop"),
     (["denoise", "{rgb}", "-o", "{out}", "--iterations", "0"], "positive integer"),
     (["denoise", "{rgb}", "-o", "{out}", "--device", "cuda:7"] if not __import__("torch").cuda.is_available()

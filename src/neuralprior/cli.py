@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -91,6 +92,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     g.add_argument("--save-every", type=_positive_int, metavar="K", help="save a snapshot every K iterations")
     g.add_argument("--snapshots", metavar="DIR", help="snapshot folder (default: OUTPUT_snapshots)")
+    g.add_argument("--animation", metavar="FILE.gif",
+                   help="animated GIF of the estimate over the iterations: a frame every --save-every K "
+                        "iterations, else about 50 frames; ends on the returned image")
+    g.add_argument("--compare", metavar="FIGURE.png",
+                   help="figure: input | output | ground truth (--gt) | a classical baseline, with PSNRs "
+                        "against the ground truth")
     g.add_argument("--checkpoint", metavar="FILE", help="save the whole state to FILE periodically and on Ctrl-C")
     g.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="K",
                    help="iterations between checkpoints (default: %(default)s)")
@@ -292,29 +299,98 @@ class _StopOnSignal:
         return False
 
 
-def _side_files(args, output: Path, report: str | None, sub: str | None = None) -> tuple[Path | None, Path | None]:
-    """Check the report and checkpoint paths; create the snapshot folder. Returns (report path, snapshot folder)."""
-    report_path = _check_json_path(report)
+@dataclass
+class _SideFiles:
+    """What a run writes besides its output, checked before the fit starts."""
+
+    report: Path | None = None
+    snapshots: Path | None = None           # folder
+    animation: Path | None = None
+    compare: Path | None = None
+
+
+# in a batch these options name folders, holding one file per input: its name with this suffix
+_PER_FILE = {"gt": None, "report": ".json", "animation": ".gif", "compare": ".png"}
+
+
+def _single_paths(args) -> dict[str, str | None]:
+    return {k: getattr(args, k) for k in _PER_FILE}
+
+
+def _batch_paths(args, src: Path) -> dict[str, str | None]:
+    return {k: str(Path(getattr(args, k)) / (src.name if suffix is None else src.stem + suffix))
+            if getattr(args, k) else None for k, suffix in _PER_FILE.items()}
+
+
+def _side_files(args, output: Path, paths: dict[str, str | None], sub: str | None = None) -> _SideFiles:
+    """Check the report, checkpoint, animation and figure paths, then create the snapshot folder."""
+    from .viz import check_animation_path, check_figure_path
+
+    side = _SideFiles(report=_check_json_path(paths.get("report")))
     if args.checkpoint:
         _check_json_path(args.checkpoint, "checkpoint")
-    snap_dir = None
+    if paths.get("animation"):
+        side.animation = check_animation_path(paths["animation"])
+    if paths.get("compare"):
+        side.compare = check_figure_path(paths["compare"])
     if args.save_every:
         snap_dir = Path(args.snapshots) if args.snapshots else output.with_name(output.stem + "_snapshots")
-        if sub:
-            snap_dir = snap_dir / sub
-        snap_dir.mkdir(parents=True, exist_ok=True)
-    return report_path, snap_dir
+        side.snapshots = snap_dir / sub if sub else snap_dir
+        side.snapshots.mkdir(parents=True, exist_ok=True)
+    return side
 
 
-def _callback(args, progress: Progress, stop_request: "_StopOnSignal", snap_dir: Path | None, info: ImageInfo):
-    """Per-iteration hook of a CLI run: progress line, snapshots every --save-every, clean stop on a signal."""
+def _recorder(args, side: _SideFiles):
+    """The frame recorder of --animation (frames every --save-every iterations, else about 50), or None."""
+    if side.animation is None:
+        return None
+    from .viz import FrameRecorder
+
+    return FrameRecorder(every=args.save_every)
+
+
+def _callback(args, progress: Progress, stop_request: "_StopOnSignal", snap_dir: Path | None, info: ImageInfo,
+              recorder=None):
+    """Per-iteration hook of a CLI run: progress line, snapshots every --save-every, animation frames,
+    clean stop on a signal."""
     def callback(state):
         progress(state)
         if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
             save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, info)
+        if recorder is not None:
+            recorder(state)
         if stop_request.requested:
             raise StopFitting
     return callback
+
+
+def _write_figures(side: _SideFiles, recorder, result, panels, title: str, quiet: bool) -> None:
+    """After a run: the animation (ending on the returned image) and the comparison figure.
+
+    ``panels`` is a function giving :func:`~neuralprior.viz.plot_comparison`'s panels, called
+    only for --compare (a classical baseline may take a while).
+    """
+    if recorder is not None:
+        recorder.finish(result)
+        recorder.save(side.animation)
+        if not quiet:
+            print(f"animation: {side.animation} ({len(recorder.frames)} frames)")
+    if side.compare is not None:
+        from .viz import plot_comparison
+
+        plot_comparison(panels(), side.compare, title=title)
+        if not quiet:
+            print(f"comparison: {side.compare}")
+
+
+def _task_panels(task: str, image, result, *, gt=None, mask=None, factor=None, preset: str = "") -> list:
+    """input | DIP | ground truth | the task's classical baseline (see bench.classical_baseline)."""
+    from .bench import classical_baseline
+    from .viz import comparison_panels
+
+    shown = image * mask if mask is not None else image                   # missing pixels black
+    return comparison_panels(shown, result.image, truth=gt, output_label=f"DIP ({preset})" if preset else "DIP",
+                             baseline=classical_baseline(task, image, mask=mask, factor=factor))
 
 
 def _run_task(args) -> int:
@@ -327,7 +403,7 @@ def _run_task(args) -> int:
         parse_blur(args.blur)                                        # bad blur spec: error before any work
     files = _batch_inputs(args.input)
     if files is None:
-        return _restore_file(args, Path(args.input), Path(args.output), args.gt, args.report, factor)
+        return _restore_file(args, Path(args.input), Path(args.output), _single_paths(args), factor)
     # batch: -o is a folder; finished outputs are skipped; a failing file does not stop the others
     if args.resume or args.checkpoint:
         raise NeuralPriorError("--checkpoint and --resume take a single INPUT, not a batch")
@@ -336,13 +412,16 @@ def _run_task(args) -> int:
         raise NeuralPriorError(f"{out_dir}: with several inputs, -o must be a folder")
     if not out_dir.parent.is_dir():
         raise NeuralPriorError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
+    if args.gt and not Path(args.gt).is_dir():
+        raise NeuralPriorError(f"{args.gt}: with several inputs, --gt must be a folder of files with the same names")
+    folders = {k: Path(getattr(args, k)) for k, suffix in _PER_FILE.items() if suffix and getattr(args, k)}
+    for name, folder in folders.items():
+        if folder.suffix.lower() == _PER_FILE[name] or folder.is_file():
+            raise NeuralPriorError(f"{folder}: with several inputs, --{name} must be a folder "
+                                   f"(one {_PER_FILE[name]} file per input)")
     out_dir.mkdir(exist_ok=True)
-    gt_dir = Path(args.gt) if args.gt else None
-    if gt_dir is not None and not gt_dir.is_dir():
-        raise NeuralPriorError(f"{gt_dir}: with several inputs, --gt must be a folder of files with the same names")
-    report_dir = Path(args.report) if args.report else None
-    if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0
     for src in files:
         dst = out_dir / src.name
@@ -350,8 +429,7 @@ def _run_task(args) -> int:
             rows.append((src.name, "skipped (done)", "", "", ""))
             continue
         try:
-            r = _restore_file(args, src, dst, str(gt_dir / src.name) if gt_dir else None,
-                              str(report_dir / (src.stem + ".json")) if report_dir else None, factor, batch=True)
+            r = _restore_file(args, src, dst, _batch_paths(args, src), factor, batch=True)
         except Exception as e:              # one file's failure never stops the batch
             failed += 1
             msg = str(e) if isinstance(e, NeuralPriorError) else f"{src}: {type(e).__name__}: {e}"
@@ -377,9 +455,12 @@ def _print_summary(rows, quiet: bool) -> None:
         print("| " + " | ".join(str(c) for c in row) + " |")
 
 
-def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: str | None, factor: int | None,
+def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], factor: int | None,
                   batch: bool = False):
-    """Restore one file; returns the report dict (batch) or the exit status (single file)."""
+    """Restore one file; returns the report dict (batch) or the exit status (single file).
+
+    ``paths``: where its ground truth, report, animation and comparison figure are (None: not asked for).
+    """
     from .tasks import restore
 
     task = args.command
@@ -401,7 +482,7 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
                                    f"{src} is {image.shape[-1]}x{image.shape[-2]}; they must be the same size")
         extra["flash"] = flash
     out_shape = tuple(image.shape[-2:]) if factor is None else (image.shape[-2] * factor, image.shape[-1] * factor)
-    gt = None
+    gt, gt_path = None, paths["gt"]
     if gt_path:
         gt, _ = load_image(gt_path)
         if tuple(gt.shape[-2:]) != out_shape:
@@ -410,12 +491,13 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
         if gt.shape[1] != image.shape[1]:
             gt = gt.mean(1, keepdim=True) if image.shape[1] == 1 else gt.expand(-1, image.shape[1], -1, -1)
     output = check_output_path(output, input_path=src, force=args.force)
-    report_path, snap_dir = _side_files(args, output, report, src.stem if batch else None)
+    side = _side_files(args, output, paths, src.stem if batch else None)
+    recorder = _recorder(args, side)
     progress = Progress(not args.quiet)
 
     with _StopOnSignal() as stop_request:
-        callback = _callback(args, progress, stop_request, snap_dir,
-                             ImageInfo(mode=info.mode, bit_depth=8, alpha=info.alpha))
+        callback = _callback(args, progress, stop_request, side.snapshots,
+                             ImageInfo(mode=info.mode, bit_depth=8, alpha=info.alpha), recorder)
 
         try:
             result = restore(task, image, mask=mask, factor=factor, preset=args.preset, stop=args.stop,
@@ -442,8 +524,11 @@ def _restore_file(args, src: Path, output: Path, gt_path: str | None, report: st
                       oracle_best_psnr=best_psnr, oracle_best_iteration=best_it)
         if factor is None:
             report["input_psnr"] = psnr(image, gt)
-    if report_path is not None:
-        _write_json(report_path, report)
+    if side.report is not None:
+        _write_json(side.report, report)
+    _write_figures(side, recorder, result, lambda: _task_panels(task, image, result, gt=gt, mask=mask, factor=factor,
+                                                                preset=preset.name),
+                   f"{task}: {src.name}", args.quiet)
     if not args.quiet:
         state = "interrupted; best result so far" if result.interrupted else "restored"
         print(f"{state}: {output} ({result.iterations_run} iterations, {result.seconds:.1f} s, "
@@ -521,10 +606,11 @@ def _run_mri(args) -> int:
         gt, _ = load_image(args.gt)
         truth = gt.mean(1, keepdim=True)
     mask = _load_kspace_mask(args.mask) if args.mask else None
-    report_path, snap_dir = _side_files(args, output, args.report)
+    side = _side_files(args, output, _single_paths(args))
+    recorder = _recorder(args, side)
     progress = Progress(not args.quiet)
     with _StopOnSignal() as stop_request:
-        callback = _callback(args, progress, stop_request, snap_dir, info)
+        callback = _callback(args, progress, stop_request, side.snapshots, info, recorder)
 
         try:
             result = mri(source, mask=mask, sampling=args.sampling, acceleration=args.acceleration,
@@ -551,8 +637,10 @@ def _run_mri(args) -> int:
                                    f"the result is {result.image.shape[-1]}x{result.image.shape[-2]}")
         report.update(psnr=psnr(result.image, truth), ssim=ssim(result.image, truth),
                       zero_filled_psnr=psnr(result.zero_filled, truth), zero_filled_ssim=ssim(result.zero_filled, truth))
-    if report_path is not None:
-        _write_json(report_path, report)
+    if side.report is not None:
+        _write_json(side.report, report)
+    _write_figures(side, recorder, result, lambda: _mri_panels(result, truth, args.preset),
+                   f"mri: {'phantom' if args.phantom else src.name}", args.quiet)
     if not args.quiet:
         state = "interrupted; best result so far" if result.interrupted else "reconstructed"
         print(f"{state}: {output} ({report['sampled_fraction']:.1%} of k-space, {result.iterations_run} iterations, "
@@ -563,6 +651,14 @@ def _run_mri(args) -> int:
         if args.phantom:
             print(f"wrote {output.parent}/truth.png, zero-filled.png, dip.png")
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _mri_panels(result, truth, preset: str) -> list:
+    """zero-filled inverse FFT (the classical reconstruction) | DIP | ground truth."""
+    from .viz import comparison_panels
+
+    return comparison_panels(result.zero_filled, result.image, truth=truth, input_label="zero-filled",
+                             output_label=f"DIP ({preset})")
 
 
 def _run_demo(args) -> int:
@@ -580,6 +676,8 @@ def _run_demo(args) -> int:
     if not os.access(out, os.W_OK):
         raise NeuralPriorError(f"{out}: output folder is not writable")
     get_preset("denoise", args.preset)
+    side = _side_files(args, out / "restored.png", {**_single_paths(args), "gt": None, "report": None})
+    recorder = _recorder(args, side)
     photo = Image.fromarray(data.astronaut()).resize((args.size, args.size), Image.LANCZOS)
     clean = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     gen = torch.Generator().manual_seed(1234)
@@ -589,7 +687,7 @@ def _run_demo(args) -> int:
         print(f"demo: astronaut (scikit-image) at {args.size}x{args.size}, Gaussian noise sigma {args.sigma:g}/255")
     progress = Progress(not args.quiet)
     with _StopOnSignal() as stop_request:
-        callback = _callback(args, progress, stop_request, None, ImageInfo())
+        callback = _callback(args, progress, stop_request, side.snapshots, ImageInfo(), recorder)
         try:
             result = denoise(noisy, preset=args.preset, stop=args.stop, seed=args.seed, device=args.device,
                              x_true=clean, callback=callback, time_limit=args.time_limit,
@@ -616,6 +714,8 @@ def _run_demo(args) -> int:
         "seconds": round(result.seconds, 3), "input_psnr": p_noisy, "psnr": p_out, "ssim": ssim(result.image, clean),
         "oracle_best_psnr": result.oracle_best[0], "oracle_best_iteration": result.oracle_best[1],
         "history": result.history})
+    _write_figures(side, recorder, result, lambda: _task_panels("denoise", noisy, result, gt=clean, preset=args.preset),
+                   f"demo: astronaut, sigma {args.sigma:g}/255", args.quiet)
     if not args.quiet:
         print(f"PSNR before: {p_noisy:.2f} dB  after: {p_out:.2f} dB  (+{p_out - p_noisy:.2f} dB, "
               f"{result.iterations_run} iterations, {result.seconds:.1f} s on {result.device})")
@@ -624,7 +724,7 @@ def _run_demo(args) -> int:
 
 
 def _run_plot(args) -> int:
-    from .viz import plot_report
+    from .viz import check_figure_path, plot_report
 
     path = Path(args.report)
     if not path.is_file():
@@ -635,8 +735,7 @@ def _run_plot(args) -> int:
         raise NeuralPriorError(f"{path}: not a JSON report") from None
     if not isinstance(report, dict) or not report.get("history", {}).get("loss"):
         raise NeuralPriorError(f"{path}: report has no history (write it with --report)")
-    output = check_output_path(args.output)
-    plot_report(report, output)
+    plot_report(report, check_figure_path(args.output))
     return 0
 
 
@@ -680,9 +779,9 @@ def _run_conv(args) -> int:
     print(f"output pixel ({i}, {j}) reads input rows {rows} and columns {cols} "
           f"(outside 0..{args.size - 1} = padding); extent {args.dilation * (args.kernel - 1) + 1} pixels")
     if args.output:
-        from .viz import draw_convolution
+        from .viz import check_figure_path, draw_convolution
 
-        check_output_path(args.output)
+        check_figure_path(args.output)
         draw_convolution(args.output, args.size, args.kernel, pixel=(i, j), **kw)
         print(f"wrote {args.output}")
     return 0
