@@ -63,3 +63,9 @@ def test_fitting_too_long_fits_the_noise_and_the_automatic_stop_comes_before(lab
     assert g["stop_fired_at"] is not None
     assert g["psnr_last"] < g["peak"] - 1                       # overfitting: PSNR falls after its peak
     assert g["psnr_at_stop"] > g["psnr_last"]
+
+
+def test_the_lab_page_explains_every_figure():
+    page = (REPO_ROOT / "docs" / "lab.md").read_text()
+    for name in FIGURES + ["b_reconstruction.gif", "c_denoising.gif", "a_architecture.md"]:
+        assert f"`{name}`" in page, name
