@@ -292,7 +292,7 @@ class FrameRecorder:
     ['iteration 0', 'iteration 2', 'iteration 3']
     """
 
-    def __init__(self, every: int | None = None, *, frames: int = 50, max_side: int = 512, max_frames: int = 200):
+    def __init__(self, every: int | None = None, *, frames: int = 50, max_side: int = 512, max_frames: int = 100):
         if every is not None and every < 1:
             raise NeuralPriorError(f"frame interval must be a positive number of iterations, got {every}")
         self.every, self.frames_wanted, self.max_side = every, frames, max_side
