@@ -44,6 +44,15 @@ def test_denoise_writes_same_size_and_report(rgb, tmp_path):
     assert r["oracle_best_psnr"] == max(r["history"]["psnr"])
 
 
+def test_noise_sigma_and_loss_options_reach_the_fit(rgb, tmp_path):
+    out, rep = tmp_path / "out.png", tmp_path / "r.json"
+    assert run("denoise", rgb, "-o", out, "--report", rep, "--noise-sigma", 25, *FAST) == 0
+    cfg = json.loads(rep.read_text())["config"]
+    assert cfg["loss"] == "sure" and abs(cfg["noise_sigma"] - 25 / 255) < 1e-9
+    assert run("denoise", rgb, "-o", out, "--report", rep, "--loss", "mse", "--preset", "paper", *FAST) == 0
+    assert json.loads(rep.read_text())["config"]["loss"] == "mse"
+
+
 def test_super_resolve_output_is_factor_times_larger(rgb, tmp_path):
     out = tmp_path / "sr.png"
     assert run("super-resolve", rgb, "--factor", "3", "-o", out, *FAST) == 0

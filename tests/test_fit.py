@@ -525,3 +525,25 @@ def test_memory_estimate_grows_with_pixels_and_width():
     assert estimate_fit_bytes(paper, (128, 128)) > estimate_fit_bytes(light, (128, 128))
     # the paper network on a 2048x2048 image needs more than this machine class (24 GiB) has
     assert estimate_fit_bytes(paper, (2048, 2048)) > 24 * 2**30
+    # the SURE loss keeps two forward passes for one backward
+    assert estimate_fit_bytes(light, (128, 128), passes=2) > 1.5 * estimate_fit_bytes(light, (128, 128))
+
+
+def test_windowed_variance_stops_once_the_estimate_settles():
+    """With a noise level known, the rule also stops when the estimates barely move any more."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 3, 8, 8, generator=g)
+    rule = WindowedVariance(window=5, patience=1000, min_iterations=10, tolerance=0.01)
+    rule.noise_level = 0.1                                          # settled: windowed std <= 0.001
+    stopped = None
+    for t in range(400):
+        d = rule.update(t, base + 0.05 / (1 + t) * torch.randn(base.shape, generator=g))   # ever smaller moves
+        if d.stop:
+            stopped = t
+            break
+    assert stopped is not None and d.best and "settled" in d.reason
+    assert rule.best_variance ** 0.5 <= 0.001
+    # without a noise level (or with tolerance 0) the same sequence never stops early
+    quiet = WindowedVariance(window=5, patience=1000, min_iterations=10, tolerance=0.01)
+    assert not any(quiet.update(t, base + 0.05 / (1 + t) * torch.randn(base.shape, generator=g)).stop
+                   for t in range(stopped + 1))

@@ -167,3 +167,21 @@ def test_fit_config_from_dict_round_trip():
     assert FitConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(TypeError, match="unknown FitConfig field"):
         FitConfig.from_dict({"num_iter": 3, "bogus": 1})
+
+
+def test_default_denoising_fits_the_noisy_image_with_sure():
+    p = get_preset("denoise", "default")
+    assert p.fit.loss == "sure" and p.fit.input_kind == "observation"
+    for channels in (1, 3):                                         # z is the image: as many input channels
+        net = p.build_network(out_channels=channels)
+        assert net.in_channels == channels == net.out_channels
+    rule = p.stopping_rule()
+    assert rule.tolerance > 0 and rule.window == p.stop_args["window"]
+    assert p.stopping_rule("none").name == "none" and p.stopping_rule(7).n == 7
+    assert get_preset("denoise", "paper").stopping_rule("auto").tolerance == 0     # other presets: plain ES-WMV
+
+
+def test_sure_loss_override_switches_the_input_to_the_observation(astronaut_crop):
+    r = neuralprior.restore("denoise", astronaut_crop, preset="paper", loss="sure", noise_sigma=0.05, num_iter=2,
+                            device="cpu")
+    assert r.config["input_kind"] == "observation" and r.config["noise_sigma"] == 0.05

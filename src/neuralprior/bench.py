@@ -27,7 +27,7 @@ from PIL import Image
 
 from ._validation import NeuralPriorError
 from .io import atomic_path, load_image
-from .metrics import psnr, rgb_to_y, ssim
+from .metrics import estimate_noise_sigma, psnr, rgb_to_y, ssim
 
 SUITES = {
     "denoise": ("denoise-sigma25", "denoise-sigma25"),
@@ -116,9 +116,7 @@ def score(case: Case, x: torch.Tensor) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------- baselines
 
 def _sigma(case: Case) -> float:
-    from skimage.restoration import estimate_sigma
-
-    return float(estimate_sigma(_hwc(case.observation), channel_axis=-1, average_sigmas=True))
+    return estimate_noise_sigma(case.observation)
 
 
 def _cbm3d(case):

@@ -75,8 +75,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", default="default", help="preset name (see `neuralprior presets`); default: %(default)s")
     g.add_argument("--iterations", type=_positive_int, metavar="N", help="maximum number of iterations")
     g.add_argument("--lr", type=_positive_float, help="Adam learning rate")
-    g.add_argument("--loss", choices=["mse", "l1", "poisson"],
-                   help="data term E: mse (Gaussian noise), l1 (outliers), poisson (photon counts); default: mse")
+    g.add_argument("--loss", choices=["mse", "l1", "poisson", "sure"],
+                   help="data term E: mse (Gaussian noise), l1 (outliers), poisson (photon counts), sure (Stein's "
+                        "unbiased risk estimate, denoising from the noisy image); default: the preset's")
+    g.add_argument("--noise-sigma", type=_positive_float, metavar="S",
+                   help="std of the Gaussian noise on the 0-255 scale (e.g. 25), for the SURE loss; "
+                        "default: estimated from the image")
     g.add_argument("--tv", type=_non_negative_float, metavar="WEIGHT",
                    help="add WEIGHT x total variation (mean |gradient|) to the energy: R(x), edge-preserving")
     g.add_argument("--tikhonov", type=_non_negative_float, metavar="WEIGHT",
@@ -248,6 +252,8 @@ def _overrides(args) -> dict:
     for arg, name in (("loss", "loss"), ("tv", "tv_weight"), ("tikhonov", "tikhonov_weight")):
         if getattr(args, arg, None) is not None:
             o[name] = getattr(args, arg)
+    if getattr(args, "noise_sigma", None) is not None:
+        o["noise_sigma"] = args.noise_sigma / 255
     return o
 
 

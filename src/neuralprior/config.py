@@ -11,14 +11,19 @@ class FitConfig:
     num_iter: int = 3000            # maximum number of iterations (the stopping rule may end earlier)
     lr: float = 0.01                # Adam learning rate (paper: 0.01, 0.001 for 50% inpainting)
     lr_decay_to: float = 1.0        # cosine decay of lr towards lr * lr_decay_to over num_iter (1 = constant, the paper)
-    input_kind: str = "noise"       # z: "noise" (U(0, input_scale)) or "meshgrid"
+    input_kind: str = "noise"       # z: "noise" (U(0, input_scale)), "meshgrid", or "observation" (z = y itself,
+                                    # the noisy image: converges in far fewer iterations; denoising only)
     input_scale: float = 0.1        # z ~ U(0, 0.1) in the paper
     reg_noise_std: float = 1 / 30   # sigma_p: std of the Gaussian perturbation added to z at each step
     ema: float = 0.99               # exponential moving average of the outputs (0 = off); the returned image
     ema_warmup: bool = True         # average with weight min(ema, (1+t)/(10+t)) so early estimates are not stale
                                     # (the paper: False, the average starts from the first, random output)
     loss: str = "mse"               # data term E: "mse" (Gaussian noise, the paper's), "l1" (Laplacian noise,
-                                    # outliers) or "poisson" (photon counts: y = counts / peak, F(x) the rate)
+                                    # outliers), "poisson" (photon counts: y = counts / peak, F(x) the rate) or
+                                    # "sure" (Stein's unbiased estimate of the MSE to the clean image under
+                                    # Gaussian noise of std noise_sigma; needs input_kind="observation")
+    noise_sigma: float | None = None   # std of the Gaussian noise in [0, 1] units (SURE); None = estimated from y
+    sure_epsilon: float = 0.01      # step of the Monte-Carlo divergence in SURE, as a fraction of noise_sigma
     tv_weight: float = 0.0          # weight of the total-variation regulariser R(x) (mean |gradient|, edge-preserving)
     tikhonov_weight: float = 0.0    # weight of the Tikhonov smoothness regulariser R(x) (mean squared gradient)
     guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr

@@ -17,7 +17,8 @@ from .config import FitConfig
 from .device import autocast_context, resolve_device
 from .latent import crop_center, make_latent, pad_center, padded_size
 from .memory import check_memory
-from .metrics import psnr
+from .metrics import estimate_noise_sigma, psnr
+from .operators import Identity
 from .stopping import StoppingRule, make_stopping_rule
 
 
@@ -143,8 +144,13 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     gen_cpu = torch.Generator().manual_seed(seed)
     gen_dev = torch.Generator(device=dev).manual_seed(seed + 1)
 
-    check_memory(net, (h, w), dev, window=getattr(rule, "window", 0))   # refuse before allocating
+    check_memory(net, (h, w), dev, window=getattr(rule, "window", 0),   # refuse before allocating
+                 passes=2 if cfg.loss == "sure" else 1)
     ph, pw = padded_size(h, w, getattr(net, "multiple", 1))
+    if latent is None and cfg.input_kind == "observation":
+        if tuple(y.shape[-2:]) != (h, w):
+            raise NeuralPriorError("input_kind='observation' needs an observation of the image's size (denoising)")
+        latent = y
     if latent is None:
         lh, lw = net.latent_size(ph, pw) if hasattr(net, "latent_size") else (ph, pw)
         z = make_latent(cfg.input_kind, net.in_channels, (lh, lw), scale=cfg.input_scale, generator=gen_cpu)
@@ -152,6 +158,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         z = check_image(latent, "latent").float()
         if tuple(z.shape[-2:]) == (h, w) and (ph, pw) != (h, w):
             z = pad_center(z, ph, pw)       # an image-sized input (flash/no-flash): padded like the output
+        if z.shape[1] != net.in_channels:
+            raise NeuralPriorError(f"the network takes {net.in_channels} input channels, the given input has {z.shape[1]}")
     net = net.to(dev).train()
     z, y = z.to(dev), y.to(dev).float()
     if isinstance(operator, nn.Module):
@@ -160,9 +168,20 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     net = net.to(memory_format=memory_format)
     z = z.contiguous(memory_format=memory_format)
     autocast, precision = autocast_context(dev, cfg.precision)
-    if cfg.loss not in DATA_TERMS:
-        raise NeuralPriorError(f"unknown loss {cfg.loss!r}; use {', '.join(DATA_TERMS)}")
-    data_term = DATA_TERMS[cfg.loss]
+    sure = cfg.loss == "sure"
+    if cfg.loss not in DATA_TERMS and not sure:
+        raise NeuralPriorError(f"unknown loss {cfg.loss!r}; use {', '.join(DATA_TERMS)} or sure")
+    data_term = DATA_TERMS["mse" if sure else cfg.loss]
+    sigma = eps = 0.0
+    if sure:
+        if not isinstance(operator, (Identity, nn.Identity)):
+            raise NeuralPriorError("the SURE loss is for denoising (no measurement operator)")
+        if cfg.input_kind != "observation":
+            raise NeuralPriorError("the SURE loss needs the observation as network input (input_kind='observation')")
+        sigma = noise_level(y, cfg)
+        eps = cfg.sure_epsilon * sigma
+        if hasattr(rule, "noise_level"):
+            rule.noise_level = sigma            # lets the rule judge when the estimate has settled
 
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
@@ -210,16 +229,22 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                 z_in = z + cfg.reg_noise_std * torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
             with autocast:
                 out = crop_center(net(z_in), h, w)
-                loss = data_term(operator(out.float()), y)
+                loss = fit_term = data_term(operator(out.float()), y)
+                if sure:    # + 2 sigma^2 div f(y) / n, divergence by one Monte-Carlo finite difference
+                    b = torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
+                    out_b = crop_center(net(z_in + eps * b), h, w)
+                    div = (crop_center(b, h, w) * (out_b.float() - out.float())).sum() / eps
+                    loss = fit_term - sigma**2 + 2 * sigma**2 * div / y.numel()
                 if cfg.tv_weight > 0:
                     loss = loss + cfg.tv_weight * total_variation(out.float())
                 if cfg.tikhonov_weight > 0:
                     loss = loss + cfg.tikhonov_weight * squared_gradient(out.float())
             loss_value = float(loss.detach())   # host sync: needed for the guard and the history
+            fit_value = float(fit_term.detach()) if sure else loss_value   # SURE's estimate is noisy, may be < 0
 
             # divergence guard: on NaN or a sudden jump, go back to the last good weights, halve lr
             if cfg.guard and (not math.isfinite(loss_value) or
-                              (loss_avg is not None and it > 10 and loss_value > cfg.guard_jump * loss_avg)):
+                              (loss_avg is not None and it > 10 and fit_value > cfg.guard_jump * loss_avg)):
                 with torch.no_grad():
                     torch._foreach_copy_(params, last_good)
                 optimizer.state.clear()
@@ -232,7 +257,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             if cfg.guard:
                 with torch.no_grad():
                     torch._foreach_copy_(last_good, [p.detach() for p in params])
-            loss_avg = loss_value if loss_avg is None else 0.9 * loss_avg + 0.1 * loss_value
+            loss_avg = fit_value if loss_avg is None else 0.9 * loss_avg + 0.1 * fit_value
 
             # step
             optimizer.zero_grad(set_to_none=True)
@@ -284,8 +309,18 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         save(len(history["loss"]) - 1)
     return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
-                     config=cfg.to_dict(), seed=seed, device=str(dev), precision=precision,
+                     config=dict(cfg.to_dict(), **({"noise_sigma": sigma} if sure else {})), seed=seed, device=str(dev), precision=precision,
                      interrupted=interrupted)
+
+
+def noise_level(y: torch.Tensor, config: FitConfig) -> float:
+    """The Gaussian noise std the SURE loss assumes: ``config.noise_sigma``, else estimated from ``y``
+    (at least half a grey level, so that a clean image is fitted as it is, not refused)."""
+    if config.noise_sigma is None:
+        return max(estimate_noise_sigma(y), 0.5 / 255)
+    if not config.noise_sigma > 0:
+        raise NeuralPriorError("the SURE loss needs a positive noise level (noise_sigma)")
+    return float(config.noise_sigma)
 
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:

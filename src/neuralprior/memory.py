@@ -30,12 +30,13 @@ def _free_bytes(device: torch.device) -> int | None:
         return None
 
 
-def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: int = 0) -> int:
+def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: int = 0, passes: int = 1) -> int:
     """Peak memory of one training step of ``net`` producing an image of ``img_shape`` (H, W), in bytes.
 
     The network runs once on the ``meta`` device (no memory, no arithmetic) to add up the
     activations every layer keeps for the backward pass; weights, gradients and the
     two Adam moments come on top, and ``window`` stored estimates for the stopping rule.
+    ``passes``: forward passes kept for one backward (2 for the SURE loss).
     The estimate is for float32 activations, an upper bound for bfloat16.
     """
     from .inspect_net import summarize
@@ -48,14 +49,14 @@ def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: in
     image = getattr(net, "out_channels", 3) * img_shape[0] * img_shape[1] * 4
     # activations + their gradients in flight during backward; weights, grads, 2 Adam moments,
     # the guard's copy; a few full-size images (observation, output, estimate, best)
-    return int(1.6 * total + 5 * params + 6 * image + 4 * net.in_channels * lh * lw * 4 + window * min(image, 3 * 128 * 128 * 4))
+    return int(1.6 * passes * total + 5 * params + 6 * image + 4 * net.in_channels * lh * lw * 4 + window * min(image, 3 * 128 * 128 * 4))
 
 
 def check_memory(net: nn.Module, img_shape: tuple[int, int], device: torch.device, *, window: int = 0,
-                 headroom: float = 0.9) -> int:
+                 passes: int = 1, headroom: float = 0.9) -> int:
     """Raise a clear error when the fit would not fit in ``device``'s free memory; return the estimate."""
     try:
-        need = estimate_fit_bytes(net, img_shape, window=window)
+        need = estimate_fit_bytes(net, img_shape, window=window, passes=passes)
     except Exception:          # a custom network the meta device cannot run: no estimate, no refusal
         return 0
     free = _free_bytes(device)

@@ -43,3 +43,12 @@ def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
                                   sigma=1.5, use_sample_covariance=False)
             for ai, bi in zip(a, b)]
     return float(np.mean(vals))
+
+
+def estimate_noise_sigma(image: torch.Tensor) -> float:
+    """Standard deviation of additive Gaussian noise in ``image`` (N, C, H, W) in [0, 1], estimated without
+    reference from its finest wavelet coefficients (Donoho's median rule, scikit-image), averaged over channels."""
+    from skimage.restoration import estimate_sigma
+
+    a = image.detach().float().cpu()[0].permute(1, 2, 0).double().numpy()
+    return float(estimate_sigma(a, channel_axis=-1, average_sigmas=True))

@@ -15,6 +15,7 @@ from torch import nn
 from ._validation import NeuralPriorError
 from .config import FitConfig
 from .networks import DeepDecoder, EncoderDecoder, SkipNet
+from .stopping import StoppingRule, make_stopping_rule
 
 TASKS = ("denoise", "inpaint", "super-resolve", "jpeg", "reconstruct", "deblur", "mri", "flash")
 
@@ -23,6 +24,9 @@ PAPER_NET: dict = {}
 # Lighter hourglass used by the default presets: few channels at full resolution, where the cost is.
 LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], channels_skip=4)
 FAST = dict(precision="auto", channels_last=True)
+# denoising from the noisy image with the SURE loss converges in hundreds of iterations, not thousands:
+# a shorter window and patience for its automatic stop
+SURE_STOP = dict(window=20, patience=100, min_iterations=100, tolerance=0.0035)
 # flash/no-flash: the flash image is the input z (3 channels); the paper's upsampling per level
 FLASH_UPSAMPLE = ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]
 
@@ -38,14 +42,23 @@ class Preset:
     fit: FitConfig = field(default_factory=FitConfig)
     stop: str | int = "auto"                    # "auto", "none" or a number of iterations
     description: str = ""
+    stop_args: dict = field(default_factory=dict)   # settings of the "auto" rule (window, patience, min_iterations)
+
+    def stopping_rule(self, stop: str | int | StoppingRule | None = None) -> StoppingRule:
+        """The rule ``stop`` names (default: the preset's); ``"auto"`` gets this preset's settings."""
+        spec = self.stop if stop is None else stop
+        return make_stopping_rule(spec, **(self.stop_args if spec == "auto" else {}))
 
     def build_network(self, out_channels: int, seed: int | None = 0) -> nn.Module:
         """A freshly initialised network; its weights depend only on ``seed`` (the global RNG is untouched)."""
         kinds = {"skip": SkipNet, "lab": EncoderDecoder, "decoder": DeepDecoder}
+        args = dict(self.network_args)
+        if self.fit.input_kind == "observation":        # z is the observation itself: as many channels
+            args["in_channels"] = out_channels
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            return kinds[self.network](out_channels=out_channels, **self.network_args)
+            return kinds[self.network](out_channels=out_channels, **args)
 
 
 def _presets() -> list[Preset]:
@@ -54,8 +67,10 @@ def _presets() -> list[Preset]:
     return [
         # denoising (also used for any Gaussian-like noise)
         P("default", "denoise", network_args=LIGHT_NET,
-          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=1 / 30, ema=0.99, **FAST),
-          description="light hourglass, bfloat16 where fast, automatic stop"),
+          fit=FitConfig(num_iter=1000, lr=0.01, input_kind="observation", loss="sure", sure_epsilon=0.2,
+                        reg_noise_std=0.05, ema=0.99, **FAST), stop_args=SURE_STOP,
+          description="light hourglass fed the noisy image, SURE loss (noise level estimated), bfloat16 where "
+                      "fast, automatic stop"),
         P("paper", "denoise", network_args=PAPER_NET,
           fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=1 / 30, ema=0.99, ema_warmup=False), stop="none",
           description="denoising.ipynb (F16): 3000 it, lr 0.01, sigma_p 1/30, EMA 0.99"),
@@ -138,7 +153,7 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
         raise NeuralPriorError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     for p in PRESETS:
         if p.task == task and p.name == name:
-            p = replace(p, fit=replace(p.fit), network_args=dict(p.network_args))
+            p = replace(p, fit=replace(p.fit), network_args=dict(p.network_args), stop_args=dict(p.stop_args))
             if task == "super-resolve" and factor is not None and factor >= 8:
                 p.fit = replace(p.fit, num_iter=4000, reg_noise_std=0.05)
             return p
@@ -147,11 +162,12 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
 
 def preset_table() -> str:
     """Markdown table of every preset and its values."""
-    rows = ["| task | preset | network | iterations | lr | sigma_p | EMA | precision | stop | notes |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| task | preset | network | input z / loss | iterations | lr | sigma_p | EMA | precision | stop | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in PRESETS:
         args = ", ".join(f"{k}={v}" for k, v in p.network_args.items()) or "paper defaults"
         f = p.fit
-        rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.num_iter} | {f.lr:g} | {f.reg_noise_std:.4g} "
-                    f"| {f.ema:g} | {f.precision} | {p.stop} | {p.description} |")
+        stop = f"{p.stop} ({', '.join(f'{k} {v:g}' for k, v in p.stop_args.items())})" if p.stop_args else p.stop
+        rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.input_kind} / {f.loss} | {f.num_iter} "
+                    f"| {f.lr:g} | {f.reg_noise_std:.4g} | {f.ema:g} | {f.precision} | {stop} | {p.description} |")
     return "\n".join(rows)

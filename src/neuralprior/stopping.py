@@ -66,14 +66,19 @@ class WindowedVariance(StoppingRule):
     min_iterations : never stop (or pick a best iterate) before this iteration.
     max_pixels : estimates are average-pooled to at most this many pixels per channel
         before they are stored, which bounds the memory of the window.
+    tolerance : also stop once the estimate has settled: when the root of the windowed variance
+        falls below ``tolerance`` x :attr:`noise_level` (the noise std, which :func:`~neuralprior.fit`
+        sets when it knows it, e.g. for the SURE loss). 0 = off.
     """
 
     name = "auto"
 
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
-                 max_pixels: int = 128 * 128):
+                 max_pixels: int = 128 * 128, tolerance: float = 0.0):
         self.window, self.patience, self.min_iterations = int(window), int(patience), int(min_iterations)
         self.max_pixels = int(max_pixels)
+        self.tolerance = float(tolerance)
+        self.noise_level: float | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -107,6 +112,9 @@ class WindowedVariance(StoppingRule):
             return Decision(best=True)
         if var < self.best_variance:
             self.best_variance, self.best_iteration = var, iteration
+            if self.tolerance > 0 and self.noise_level and var ** 0.5 <= self.tolerance * self.noise_level:
+                return Decision(best=True, stop=True,
+                                reason=f"estimate settled: windowed std below {self.tolerance:g} x the noise level")
             return Decision(best=True)
         if iteration - self.best_iteration >= self.patience:
             return Decision(stop=True, reason=f"windowed variance has not decreased for {self.patience} iterations "

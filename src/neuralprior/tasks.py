@@ -61,7 +61,9 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     y = check_image(image, "image").float()
     p = get_preset(task, preset, factor=factor)
-    cfg = replace(p.fit, **overrides)
+    if overrides.get("loss") == "sure" and "input_kind" not in overrides:
+        overrides["input_kind"] = "observation"     # SURE needs the noisy image as the network input
+    p.fit = cfg = replace(p.fit, **overrides)
     op = _operator(task, y, mask, factor, kernel)
     if task == "inpaint":
         y = y * op.mask
@@ -69,7 +71,7 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     if task == "flash":
         latent = _flash_input(flash, y, p.network_args.get("in_channels", 32))
     net = p.build_network(out_channels=y.shape[1], seed=seed)
-    return fit(y, op, net=net, config=cfg, stop=p.stop if stop is None else stop, x_true=x_true, seed=seed,
+    return fit(y, op, net=net, config=cfg, stop=p.stopping_rule(stop), x_true=x_true, seed=seed,
                device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
                checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent)
 
@@ -213,7 +215,9 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     p = get_preset("mri", preset)                   # unknown preset: error before any work
-    cfg = replace(p.fit, **overrides)
+    if overrides.get("loss") == "sure" and "input_kind" not in overrides:
+        overrides["input_kind"] = "observation"     # SURE needs the noisy image as the network input
+    p.fit = cfg = replace(p.fit, **overrides)
     kspace, image = _mri_data(data)
     h, w = kspace.shape
     if mask is not None:
@@ -241,7 +245,7 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
         scale = peak / 0.9 if peak > 0 else 1.0
     y = torch.stack([measured.real, measured.imag])[None].float() / scale
     net = p.build_network(out_channels=1, seed=seed)
-    result = fit(y, op, net=net, config=cfg, stop=p.stop if stop is None else stop, x_true=x_true, seed=seed,
+    result = fit(y, op, net=net, config=cfg, stop=p.stopping_rule(stop), x_true=x_true, seed=seed,
                  device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
     fields_ = {f.name: getattr(result, f.name) for f in fields(FitResult)}
