@@ -185,3 +185,6 @@ def test_sure_loss_override_switches_the_input_to_the_observation(astronaut_crop
     r = neuralprior.restore("denoise", astronaut_crop, preset="paper", loss="sure", noise_sigma=0.05, num_iter=2,
                             device="cpu")
     assert r.config["input_kind"] == "observation" and r.config["noise_sigma"] == 0.05
+    # another loss on the default preset goes back to a random input z, which it needs
+    r = neuralprior.denoise(astronaut_crop, loss="l1", num_iter=2, device="cpu")
+    assert r.config["input_kind"] == "noise"

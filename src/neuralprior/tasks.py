@@ -61,8 +61,11 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     y = check_image(image, "image").float()
     p = get_preset(task, preset, factor=factor)
-    if overrides.get("loss") == "sure" and "input_kind" not in overrides:
-        overrides["input_kind"] = "observation"     # SURE needs the noisy image as the network input
+    if "loss" in overrides and "input_kind" not in overrides:
+        if overrides["loss"] == "sure":             # SURE needs the noisy image as the network input
+            overrides["input_kind"] = "observation"
+        elif p.fit.input_kind == "observation":     # other losses would let the network copy it: random z
+            overrides["input_kind"] = "noise"
     p.fit = cfg = replace(p.fit, **overrides)
     op = _operator(task, y, mask, factor, kernel)
     if task == "inpaint":
@@ -215,8 +218,11 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     p = get_preset("mri", preset)                   # unknown preset: error before any work
-    if overrides.get("loss") == "sure" and "input_kind" not in overrides:
-        overrides["input_kind"] = "observation"     # SURE needs the noisy image as the network input
+    if "loss" in overrides and "input_kind" not in overrides:
+        if overrides["loss"] == "sure":             # SURE needs the noisy image as the network input
+            overrides["input_kind"] = "observation"
+        elif p.fit.input_kind == "observation":     # other losses would let the network copy it: random z
+            overrides["input_kind"] = "noise"
     p.fit = cfg = replace(p.fit, **overrides)
     kspace, image = _mri_data(data)
     h, w = kspace.shape
