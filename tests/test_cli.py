@@ -49,6 +49,7 @@ def test_noise_sigma_and_loss_options_reach_the_fit(rgb, tmp_path):
     assert run("denoise", rgb, "-o", out, "--report", rep, "--noise-sigma", 25, *FAST) == 0
     cfg = json.loads(rep.read_text())["config"]
     assert cfg["loss"] == "sure" and abs(cfg["noise_sigma"] - 25 / 255) < 1e-9
+    assert json.loads(rep.read_text())["network"]["in_channels"] == 3          # z is the RGB image
     assert run("denoise", rgb, "-o", out, "--report", rep, "--loss", "mse", "--preset", "paper", *FAST) == 0
     assert json.loads(rep.read_text())["config"]["loss"] == "mse"
 
