@@ -16,6 +16,7 @@ from dataclasses import replace
 import torch
 
 import neuralprior as npr
+from neuralprior.latent import crop_center
 from neuralprior.presets import get_preset
 
 WIDE_TOP = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
@@ -61,8 +62,7 @@ def main() -> None:
     y, _ = npr.load_image(a.noisy)
     gt, _ = npr.load_image(a.gt)
     if a.crop:
-        t, l = (y.shape[-2] - a.crop) // 2, (y.shape[-1] - a.crop) // 2
-        y, gt = y[..., t:t + a.crop, l:l + a.crop], gt[..., t:t + a.crop, l:l + a.crop]
+        y, gt = crop_center(y, a.crop, a.crop), crop_center(gt, a.crop, a.crop)
     print(f"{a.noisy} crop {a.crop}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     marks = [m for m in (100, 200, 300, 400, 600, 800, 1600) if m <= a.iterations]
     print("| lever | s/it | " + " | ".join(f"@{m}" for m in marks) + f" | peak | time to {a.target:g} dB |")

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 import neuralprior as npr
+from neuralprior.latent import crop_center
 from neuralprior.metrics import psnr, psnr_y
 from neuralprior.fit import noise_level
 from neuralprior.presets import get_preset
@@ -123,8 +124,8 @@ def main() -> None:
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
         if args.crop and task == "denoise":
-            t, l = max(y.shape[-2] - args.crop, 0) // 2, max(y.shape[-1] - args.crop, 0) // 2
-            y, gt = y[..., t:t + args.crop, l:l + args.crop], gt[..., t:t + args.crop, l:l + args.crop]
+            ch, cw = min(args.crop, y.shape[-2]), min(args.crop, y.shape[-1])
+            y, gt = crop_center(y, ch, cw), crop_center(gt, ch, cw)
             name = f"{name} (crop {args.crop})"
         r = run_case(name, task, y, gt, kw, metric, args)
         rows.append(r)

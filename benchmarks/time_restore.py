@@ -13,6 +13,7 @@ import time
 import torch
 
 import neuralprior as npr
+from neuralprior.latent import crop_center
 
 
 def main() -> None:
@@ -31,8 +32,7 @@ def main() -> None:
     y, _ = npr.load_image(a.noisy)
     gt, _ = npr.load_image(a.gt)
     if a.crop:
-        t, l = (y.shape[-2] - a.crop) // 2, (y.shape[-1] - a.crop) // 2
-        y, gt = y[..., t:t + a.crop, l:l + a.crop], gt[..., t:t + a.crop, l:l + a.crop]
+        y, gt = crop_center(y, a.crop, a.crop), crop_center(gt, a.crop, a.crop)
     kw = {}
     if a.iterations:
         kw["num_iter"] = a.iterations

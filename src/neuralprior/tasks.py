@@ -42,6 +42,22 @@ def _operator(task: str, y: torch.Tensor, mask, factor, kernel=None):
     return Identity()
 
 
+def _configured_preset(task: str, name: str, overrides: dict, *, factor: int | None = None):
+    """The preset ``name`` for ``task`` with ``overrides`` (FitConfig fields) applied to its fit settings."""
+    unknown = set(overrides) - _FIT_FIELDS
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    p = get_preset(task, name, factor=factor)
+    overrides = dict(overrides)
+    if "loss" in overrides and "input_kind" not in overrides:
+        if overrides["loss"] == "sure":             # SURE needs the noisy image as the network input
+            overrides["input_kind"] = "observation"
+        elif p.fit.input_kind == "observation":     # other losses would let the network copy it: random z
+            overrides["input_kind"] = "noise"
+    p.fit = replace(p.fit, **overrides)
+    return p
+
+
 def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None, factor: int | None = None,
             kernel: torch.Tensor | str | None = None, flash: torch.Tensor | None = None, preset: str = "default", stop: str | int | None = None, seed: int | None = 0, device="auto",
             x_true: torch.Tensor | None = None, callback=None, callback_every: int = 1,
@@ -56,17 +72,9 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations).
     ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
-    unknown = set(overrides) - _FIT_FIELDS
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    p = _configured_preset(task, preset, overrides, factor=factor)
+    cfg = p.fit
     y = check_image(image, "image").float()
-    p = get_preset(task, preset, factor=factor)
-    if "loss" in overrides and "input_kind" not in overrides:
-        if overrides["loss"] == "sure":             # SURE needs the noisy image as the network input
-            overrides["input_kind"] = "observation"
-        elif p.fit.input_kind == "observation":     # other losses would let the network copy it: random z
-            overrides["input_kind"] = "noise"
-    p.fit = cfg = replace(p.fit, **overrides)
     op = _operator(task, y, mask, factor, kernel)
     if task == "inpaint":
         y = y * op.mask
@@ -214,16 +222,8 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
     >>> r.image.shape, r.zero_filled.shape
     (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 32, 32]))
     """
-    unknown = set(overrides) - _FIT_FIELDS
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    p = get_preset("mri", preset)                   # unknown preset: error before any work
-    if "loss" in overrides and "input_kind" not in overrides:
-        if overrides["loss"] == "sure":             # SURE needs the noisy image as the network input
-            overrides["input_kind"] = "observation"
-        elif p.fit.input_kind == "observation":     # other losses would let the network copy it: random z
-            overrides["input_kind"] = "noise"
-    p.fit = cfg = replace(p.fit, **overrides)
+    p = _configured_preset("mri", preset, overrides)     # unknown preset or option: error before any work
+    cfg = p.fit
     kspace, image = _mri_data(data)
     h, w = kspace.shape
     if mask is not None:
