@@ -9,7 +9,11 @@ the rule never sees) and the PSNR after the fixed long run.
     python benchmarks/stopping.py --data ../shared/data --iterations 3000 --out docs/stopping-results
     python benchmarks/stopping.py --only denoise synthetic --iterations 1000 --crop 256
 
-Writes ``stopping.csv`` and ``stopping.md`` (a markdown table) to ``--out`` as rows finish.
+Writes ``stopping.csv`` and ``stopping.md`` (a markdown table) to ``--out`` as rows finish, and
+``series/CASE.json``: the quality and the rule's windowed variance at every iteration, from which
+other rule settings (tolerance, patience) can be evaluated without fitting again:
+
+    python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.002 --patience 200
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), Set5 x4 (5, Y PSNR shaved 4), and
 synthetic Gaussian noise sigma 15/25/50 on scikit-image's astronaut and coffee.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import time
 from pathlib import Path
@@ -69,17 +74,19 @@ def cases(data: Path, which: set[str] | None):
             yield f"synthetic-{img_name}-s{sigma}", "denoise", noisy, clean, {}, psnr
 
 
-def run_case(name, task, y, gt, kwargs, metric, args) -> dict:
+def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     preset = get_preset(task, args.preset)
     rule = preset.stopping_rule("auto")                  # the rule stop="auto" uses with this preset
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
     scores: list[float] = []
+    iterations: list[int] = []
     seen = {"stop": None, "best_it": -1, "best_score": None}
 
     def observe(state):
         s = metric(state.estimate.cpu(), gt)
-        scores.append(s)
+        scores.append(s)                 # iterations the divergence guard rolls back report nothing
+        iterations.append(state.iteration)
         d = rule.update(state.iteration, state.estimate)
         if seen["stop"] is None:
             if d.best:
@@ -91,14 +98,55 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> dict:
     r = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
                     callback=observe, **kwargs)
     per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
-    peak_it = int(np.argmax(scores))
+    peak = int(np.argmax(scores))
     stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"],
-                psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak_it], 2), oracle_it=peak_it,
-                gap=round(scores[peak_it] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
+                psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
+                gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
                 fixed_iterations=r.iterations_run, paper_iterations=PAPER_ITERS[task],
                 seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
-                device=r.device)
+                device=r.device), \
+        dict(case=name, iterations=iterations, scores=scores, variances=rule.variances, noise_level=rule.noise_level,
+             rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
+                       tolerance=rule.tolerance))
+
+
+def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None):
+    """Where the rule would have stopped with other settings (same window), from a saved series.
+
+    Returns (stop iteration, returned iteration, quality of the returned estimate).
+    """
+    q = dict(zip(series["iterations"], series["scores"]))
+    its = series["iterations"]
+    first = series["variances"][0][0] if series["variances"] else its[-1]
+    best_it, best_var = max((i for i in its if i < first), default=its[0]), float("inf")
+    stop_it = its[-1]
+    for it, var in series["variances"]:
+        if it < min_iterations:
+            best_it = it
+            continue
+        if var < best_var:
+            best_var, best_it = var, it
+            if tolerance > 0 and level and var ** 0.5 <= tolerance * level:
+                stop_it = it
+                break
+        elif it - best_it >= patience:
+            stop_it = it
+            break
+    return stop_it, best_it, q[best_it]
+
+
+def main_replay(args) -> None:
+    print("| case | auto stop | returned | quality | oracle peak (it) | gap |\n|---|---|---|---|---|---|")
+    for f in sorted(Path(args.replay).glob("*.json")):
+        s = json.loads(f.read_text())
+        r = s["rule"]
+        level = s["noise_level"] or args.level
+        stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
+                                   r["tolerance"] if args.tolerance is None else args.tolerance, level)
+        peak = int(np.argmax(s["scores"]))
+        print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
+              f"| {s['scores'][peak] - score:.2f} |")
 
 
 def main() -> None:
@@ -107,10 +155,19 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--preset", default="default")
     p.add_argument("--device", default="auto")
-    p.add_argument("--only", nargs="*", help="case names (prefixes) to run")
-    p.add_argument("--crop", type=int, help="denoising cases: centred square crop of this side (faster runs)")
+    p.add_argument("--only", nargs="*", help="case names (prefixes) to run, in this order")
+    p.add_argument("--crop", type=int, help="denoising and inpainting cases: centred square crop of this side "
+                                            "(faster runs)")
     p.add_argument("--out", default="stopping-results")
+    p.add_argument("--replay", metavar="DIR", help="no fitting: replay the saved series in DIR (an --out/series "
+                                                   "folder) with other rule settings, given below")
+    p.add_argument("--patience", type=int)
+    p.add_argument("--min-iterations", type=int)
+    p.add_argument("--tolerance", type=float)
+    p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     args = p.parse_args()
+    if args.replay:
+        return main_replay(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else \
@@ -120,15 +177,21 @@ def main() -> None:
     md.write_text(f"Machine: {machine}. Preset: {args.preset}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it | s to stop |\n"
                   "|---|---|---|---|---|---|---|---|---|---|\n")
-    for name, task, y, gt, kw, metric in cases(Path(args.data), None):
-        if args.only and not any(name.startswith(o) for o in args.only):
-            continue
-        if args.crop and task == "denoise":
+    todo = list(cases(Path(args.data), None))
+    if args.only:           # the cases named, in the order named
+        named = [c for o in args.only for c in todo if c[0].startswith(o)]
+        todo = [c for i, c in enumerate(named) if c[0] not in [d[0] for d in named[:i]]]
+    for name, task, y, gt, kw, metric in todo:
+        if args.crop and task in ("denoise", "inpaint"):
             ch, cw = min(args.crop, y.shape[-2]), min(args.crop, y.shape[-1])
             y, gt = crop_center(y, ch, cw), crop_center(gt, ch, cw)
+            if "mask" in kw:
+                kw = dict(kw, mask=crop_center(kw["mask"], ch, cw))
             name = f"{name} (crop {args.crop})"
-        r = run_case(name, task, y, gt, kw, metric, args)
+        r, series = run_case(name, task, y, gt, kw, metric, args)
         rows.append(r)
+        (out / "series").mkdir(exist_ok=True)      # per-iteration quality and windowed variance, for analysis
+        (out / "series" / f"{name.split(' ')[0]}.json").write_text(json.dumps(series))
         with md.open("a") as f:
             f.write(f"| {r['case']} | {r['auto_stop']} | {r['returned']} | {r['psnr_auto']} | {r['oracle_peak']} "
                     f"({r['oracle_it']}) | {r['gap']} | {r['psnr_fixed']} | {r['paper_iterations']} "
