@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 
 import neuralprior as npr
-from neuralprior.latent import crop_center
 from neuralprior.metrics import psnr
-from neuralprior.operators import Downsample, Identity, Mask
 from neuralprior.presets import get_preset
-from stopping import cases
+from neuralprior.tasks import _operator          # the operator restore() builds for a task
+from stopping import cases, crop_case
 
 WIDE_TOP = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
 PAPER_WIDTH = dict(channels_down=[128] * 5, channels_up=[128] * 5)
@@ -100,23 +99,13 @@ def problem(a):
         found = [c for c in cases(Path(a.data), None) if c[0] == a.case]
         if not found:
             raise SystemExit(f"error: no case {a.case!r} in {a.data}")
-        name, task, y, gt, kw, metric = found[0]
+        case = found[0]
     else:
         if not (a.noisy and a.gt):
             raise SystemExit("error: give NOISY GT or --case NAME")
-        name, task, kw, metric = a.noisy, "denoise", {}, psnr
-        y, _ = npr.load_image(a.noisy)
-        gt, _ = npr.load_image(a.gt)
-    if a.crop and task != "super-resolve":
-        ch, cw = min(a.crop, y.shape[-2]), min(a.crop, y.shape[-1])
-        y, gt = crop_center(y, ch, cw), crop_center(gt, ch, cw)
-    if task == "inpaint":
-        op = Mask((y != 0).any(1, keepdim=True).float())
-    elif task == "super-resolve":
-        op = Downsample(kw["factor"])
-    else:
-        op = Identity()
-    return task, y, gt, op, metric, f"{name} crop {a.crop}" if a.crop and task != "super-resolve" else name
+        case = (a.noisy, "denoise", npr.load_image(a.noisy)[0], npr.load_image(a.gt)[0], {}, psnr)
+    name, task, y, gt, kw, metric = crop_case(case, a.crop)
+    return task, y, gt, _operator(task, y, kw.get("mask"), kw.get("factor")), metric, name
 
 
 def main() -> None:

@@ -74,6 +74,17 @@ def cases(data: Path, which: set[str] | None):
             yield f"synthetic-{img_name}-s{sigma}", "denoise", noisy, clean, {}, psnr
 
 
+def crop_case(case, size: int | None):
+    """A denoising or inpainting case cut to its centred ``size`` x ``size`` square (mask included)."""
+    name, task, y, gt, kw, metric = case
+    if not size or task not in ("denoise", "inpaint"):
+        return case
+    ch, cw = min(size, y.shape[-2]), min(size, y.shape[-1])
+    if "mask" in kw:
+        kw = dict(kw, mask=crop_center(kw["mask"], ch, cw))
+    return f"{name} (crop {size})", task, crop_center(y, ch, cw), crop_center(gt, ch, cw), kw, metric
+
+
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     preset = get_preset(task, args.preset)
     rule = preset.stopping_rule("auto")                  # the rule stop="auto" uses with this preset
@@ -179,15 +190,8 @@ def main() -> None:
                   "|---|---|---|---|---|---|---|---|---|---|\n")
     todo = list(cases(Path(args.data), None))
     if args.only:           # the cases named, in the order named
-        named = [c for o in args.only for c in todo if c[0].startswith(o)]
-        todo = [c for i, c in enumerate(named) if c[0] not in [d[0] for d in named[:i]]]
-    for name, task, y, gt, kw, metric in todo:
-        if args.crop and task in ("denoise", "inpaint"):
-            ch, cw = min(args.crop, y.shape[-2]), min(args.crop, y.shape[-1])
-            y, gt = crop_center(y, ch, cw), crop_center(gt, ch, cw)
-            if "mask" in kw:
-                kw = dict(kw, mask=crop_center(kw["mask"], ch, cw))
-            name = f"{name} (crop {args.crop})"
+        todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
+    for name, task, y, gt, kw, metric in (crop_case(c, args.crop) for c in todo):
         r, series = run_case(name, task, y, gt, kw, metric, args)
         rows.append(r)
         (out / "series").mkdir(exist_ok=True)      # per-iteration quality and windowed variance, for analysis
