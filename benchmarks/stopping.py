@@ -148,8 +148,11 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
 
 
 def main_replay(args) -> None:
+    files = sorted(Path(args.replay).glob("*.json"))
+    if not files:
+        raise SystemExit(f"error: no saved series (*.json) in {args.replay}")
     print("| case | auto stop | returned | quality | oracle peak (it) | gap |\n|---|---|---|---|---|---|")
-    for f in sorted(Path(args.replay).glob("*.json")):
+    for f in files:
         s = json.loads(f.read_text())
         r = s["rule"]
         level = s["noise_level"] or args.level
