@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 import neuralprior as npr
 from neuralprior.metrics import psnr
-from neuralprior.presets import get_preset
-from neuralprior.tasks import _operator          # the operator restore() builds for a task
+from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
 from stopping import cases, crop_case
 
 WIDE_TOP = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
@@ -48,6 +46,8 @@ LEVERS = {
         "sure-lr0.02": ({}, dict(SURE, lr=0.02)),
         "sure-float32": ({}, dict(SURE, precision="float32", channels_last=False)),
         "sure-skip16": (dict(channels_skip=16), SURE),
+        "sigma-p-5.5var": ({}, dict(reg_noise_per_variance=5.5)),
+        "sigma-p-0.05": ({}, dict(reg_noise_std=0.05, reg_noise_per_variance=0.0)),
     },
     # inpainting and super-resolution fit random z through their operator
     "other": {
@@ -78,9 +78,9 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     An iteration the divergence guard rolls back reports no estimate: it keeps the previous one's quality.
     """
     net_over, fit_over = levers(task)[name]
-    preset = get_preset(task, "default", factor=getattr(operator, "factor", None))
+    preset = _configured_preset(task, "default", dict(fit_over, num_iter=iterations),
+                                factor=getattr(operator, "factor", None))
     preset.network_args = {**preset.network_args, **net_over}
-    preset.fit = replace(preset.fit, num_iter=iterations, **fit_over)
     net = preset.build_network(gt.shape[1], seed=seed)
     seen: dict[int, float] = {}
     t0 = time.perf_counter()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from neuralprior import get_preset
 from neuralprior.cli import main
 
 FAST = ["--iterations", "3", "--stop", "none", "--device", "cpu", "--quiet"]
@@ -52,6 +53,16 @@ def test_noise_sigma_and_loss_options_reach_the_fit(rgb, tmp_path):
     assert json.loads(rep.read_text())["network"]["in_channels"] == 3          # z is the RGB image
     assert run("denoise", rgb, "-o", out, "--report", rep, "--loss", "mse", "--preset", "paper", *FAST) == 0
     assert json.loads(rep.read_text())["config"]["loss"] == "mse"
+
+
+def test_sigma_p_option_replaces_the_presets_perturbation(rgb, tmp_path):
+    out, rep = tmp_path / "out.png", tmp_path / "r.json"
+    assert run("denoise", rgb, "-o", out, "--report", rep, "--noise-sigma", 51, *FAST) == 0
+    scale = get_preset("denoise").fit.reg_noise_per_variance
+    assert json.loads(rep.read_text())["config"]["reg_noise_std"] == pytest.approx(scale * 0.2**2)   # x variance
+    assert run("denoise", rgb, "-o", out, "--report", rep, "--noise-sigma", 51, "--sigma-p", 0.02, *FAST) == 0
+    cfg = json.loads(rep.read_text())["config"]
+    assert cfg["reg_noise_std"] == 0.02 and cfg["reg_noise_per_variance"] == 0
 
 
 def test_super_resolve_output_is_factor_times_larger(rgb, tmp_path):

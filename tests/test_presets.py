@@ -188,3 +188,19 @@ def test_sure_loss_override_switches_the_input_to_the_observation(astronaut_crop
     # another loss on the default preset goes back to a random input z, which it needs
     r = neuralprior.denoise(astronaut_crop, loss="l1", num_iter=2, device="cpu")
     assert r.config["input_kind"] == "noise"
+
+
+def test_sigma_p_can_scale_with_the_noise_variance(astronaut_crop):
+    kw = dict(noise_sigma=0.04, num_iter=3, device="cpu", precision="float32", channels_last=False)
+    scaled = neuralprior.restore("denoise", astronaut_crop, reg_noise_per_variance=37.5, **kw)
+    assert scaled.config["reg_noise_std"] == pytest.approx(0.06)          # 37.5 x the noise variance
+    given = neuralprior.restore("denoise", astronaut_crop, reg_noise_std=0.06, **kw)
+    assert given.config["reg_noise_per_variance"] == 0                        # a given sigma_p wins over the scaling
+    assert torch.equal(scaled.image, given.image)                          # the same perturbation, step for step
+    other = neuralprior.restore("denoise", astronaut_crop, reg_noise_std=0.2, **kw)
+    assert not torch.equal(other.image, given.image)
+    # without SURE there is no noise level to scale with
+    assert neuralprior.denoise(astronaut_crop, loss="l1", num_iter=1, device="cpu").config["reg_noise_per_variance"] == 0
+    net = get_preset("denoise").build_network(3)
+    with pytest.raises(NeuralPriorError, match="SURE"):
+        neuralprior.fit(astronaut_crop, net=net, config=FitConfig(num_iter=1, reg_noise_per_variance=1.0), device="cpu")

@@ -81,6 +81,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-sigma", type=_positive_float, metavar="S",
                    help="std of the Gaussian noise on the 0-255 scale (e.g. 25), for the SURE loss; "
                         "default: estimated from the image")
+    g.add_argument("--sigma-p", type=_non_negative_float, metavar="S",
+                   help="std of the perturbation added to the network input at each step, 0-1 scale (0 = none); "
+                        "default: the preset's")
     g.add_argument("--tv", type=_non_negative_float, metavar="WEIGHT",
                    help="add WEIGHT x total variation (mean |gradient|) to the energy: R(x), edge-preserving")
     g.add_argument("--tikhonov", type=_non_negative_float, metavar="WEIGHT",
@@ -249,7 +252,8 @@ def _overrides(args) -> dict:
         o["lr"] = args.lr
     if args.precision is not None:
         o["precision"] = args.precision
-    for arg, name in (("loss", "loss"), ("tv", "tv_weight"), ("tikhonov", "tikhonov_weight")):
+    for arg, name in (("loss", "loss"), ("sigma_p", "reg_noise_std"), ("tv", "tv_weight"),
+                      ("tikhonov", "tikhonov_weight")):
         if getattr(args, arg, None) is not None:
             o[name] = getattr(args, arg)
     if getattr(args, "noise_sigma", None) is not None:

@@ -24,6 +24,9 @@ class FitConfig:
                                     # Gaussian noise of std noise_sigma; needs input_kind="observation")
     noise_sigma: float | None = None   # std of the Gaussian noise in [0, 1] units (SURE); None = estimated from y
     sure_epsilon: float = 0.01      # step of the Monte-Carlo divergence in SURE, as a fraction of noise_sigma
+    reg_noise_per_variance: float = 0.0   # SURE only: when > 0, sigma_p = this x noise_sigma**2 (replaces
+                                    # reg_noise_std): heavier noise in the input needs a disproportionately
+                                    # stronger perturbation, lighter noise a weaker one
     tv_weight: float = 0.0          # weight of the total-variation regulariser R(x) (mean |gradient|, edge-preserving)
     tikhonov_weight: float = 0.0    # weight of the Tikhonov smoothness regulariser R(x) (mean squared gradient)
     guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr

@@ -173,6 +173,9 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         raise NeuralPriorError(f"unknown loss {cfg.loss!r}; use {', '.join(DATA_TERMS)} or sure")
     data_term = DATA_TERMS["mse" if sure else cfg.loss]
     sigma = eps = 0.0
+    sigma_p = cfg.reg_noise_std
+    if cfg.reg_noise_per_variance > 0 and not sure:
+        raise NeuralPriorError("reg_noise_per_variance needs the SURE loss (it scales sigma_p with the noise variance)")
     if sure:
         if not isinstance(operator, (Identity, nn.Identity)):
             raise NeuralPriorError("the SURE loss is for denoising (no measurement operator)")
@@ -180,6 +183,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             raise NeuralPriorError("the SURE loss needs the observation as network input (input_kind='observation')")
         sigma = noise_level(y, cfg)
         eps = cfg.sure_epsilon * sigma
+        if cfg.reg_noise_per_variance > 0:
+            sigma_p = cfg.reg_noise_per_variance * sigma**2
         if hasattr(rule, "noise_level"):
             rule.noise_level = sigma            # lets the rule judge when the estimate has settled
 
@@ -225,8 +230,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
 
             # forward: perturb z (sigma_p), generate, crop to the image, measure
             z_in = z
-            if cfg.reg_noise_std > 0:
-                z_in = z + cfg.reg_noise_std * torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
+            if sigma_p > 0:
+                z_in = z + sigma_p * torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
             with autocast:
                 out = crop_center(net(z_in), h, w)
                 loss = fit_term = data_term(operator(out.float()), y)
@@ -309,7 +314,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         save(len(history["loss"]) - 1)
     return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
-                     config=dict(cfg.to_dict(), **({"noise_sigma": sigma} if sure else {})), seed=seed, device=str(dev), precision=precision,
+                     config=dict(cfg.to_dict(), **({"noise_sigma": sigma, "reg_noise_std": sigma_p} if sure else {})), seed=seed, device=str(dev), precision=precision,
                      interrupted=interrupted)
 
 

@@ -54,6 +54,9 @@ def _configured_preset(task: str, name: str, overrides: dict, *, factor: int | N
             overrides["input_kind"] = "observation"
         elif p.fit.input_kind == "observation":     # other losses would let the network copy it: random z
             overrides["input_kind"] = "noise"
+    if "reg_noise_per_variance" not in overrides and (
+            "reg_noise_std" in overrides or overrides.get("loss", p.fit.loss) != "sure"):
+        overrides["reg_noise_per_variance"] = 0.0      # a given sigma_p, or no noise level to scale it with
     p.fit = replace(p.fit, **overrides)
     return p
 
