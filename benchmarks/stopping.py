@@ -118,6 +118,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                 seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
                 device=r.device), \
         dict(case=name, iterations=iterations, scores=scores, variances=rule.variances, noise_level=rule.noise_level,
+             pool=rule.pool,
              rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
                        tolerance=rule.tolerance))
 

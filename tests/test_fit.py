@@ -421,6 +421,18 @@ def test_windowed_variance_shrinks_large_estimates():
     assert rule._buf.shape[-2] * rule._buf.shape[-1] <= 64
 
 
+def test_windowed_variance_is_per_pixel_at_any_size():
+    """Pooling bounds the memory but not the scale: iid changes of std 0.01 read as variance 1e-4 at any size."""
+    g = torch.Generator().manual_seed(0)
+    for size in (32, 128, 256):                                     # pooled by 1, 4 and 8 (max_pixels 32 x 32)
+        rule = WindowedVariance(window=20, min_iterations=0, max_pixels=32 * 32)
+        base = torch.rand(1, 3, size, size, generator=g)
+        for t in range(20):
+            rule.update(t, base + 0.01 * torch.randn(base.shape, generator=g))
+        assert rule.pool == size // 32
+        assert rule.variances[-1][1] == pytest.approx(1e-4, rel=0.1)
+
+
 def test_windowed_variance_state_round_trip():
     a = WindowedVariance(window=5, patience=20, min_iterations=5)
     seq = list(_variance_sequence(n=120, turn=60))

@@ -26,7 +26,8 @@ LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 
 FAST = dict(precision="auto", channels_last=True)
 # denoising from the noisy image with the SURE loss converges in hundreds of iterations, not thousands:
 # a shorter window and patience for its automatic stop
-SURE_STOP = dict(window=20, patience=100, min_iterations=100, tolerance=0.0035)
+SURE_STOP = dict(window=20, patience=100, min_iterations=100, tolerance=0.007)
+SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.014)
 # flash/no-flash: the flash image is the input z (3 channels); the paper's upsampling per level
 FLASH_UPSAMPLE = ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]
 
@@ -64,13 +65,16 @@ class Preset:
 def _presets() -> list[Preset]:
     P = Preset
     sr = dict(network_args=PAPER_NET)
+    # denoising from the noisy image itself with the SURE loss; sigma_p grows with the noise variance
+    sure = dict(num_iter=1000, lr=0.01, input_kind="observation", loss="sure", sure_epsilon=0.2, reg_noise_std=0.05,
+                reg_noise_per_variance=6.0, ema=0.99, **FAST)
     return [
         # denoising (also used for any Gaussian-like noise)
-        P("default", "denoise", network_args=LIGHT_NET,
-          fit=FitConfig(num_iter=1000, lr=0.01, input_kind="observation", loss="sure", sure_epsilon=0.2,
-                        reg_noise_std=0.05, reg_noise_per_variance=6.0, ema=0.99, **FAST), stop_args=SURE_STOP,
+        P("default", "denoise", network_args=LIGHT_NET, fit=FitConfig(**sure), stop_args=SURE_STOP,
           description="light hourglass fed the noisy image, SURE loss (noise level estimated), sigma_p 6 x the "
                       "noise variance (0.056 at sigma 25, 0.14 at sigma 50), bfloat16 where fast, automatic stop"),
+        P("fast", "denoise", network_args=LIGHT_NET, fit=FitConfig(**sure), stop_args=SURE_STOP_FAST,
+          description="the default with a looser settled stop: 40 to 50% fewer iterations, up to 1 dB lower"),
         P("paper", "denoise", network_args=PAPER_NET,
           fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=1 / 30, ema=0.99, ema_warmup=False), stop="none",
           description="denoising.ipynb (F16): 3000 it, lr 0.01, sigma_p 1/30, EMA 0.99"),

@@ -64,8 +64,10 @@ class WindowedVariance(StoppingRule):
     window : number of recent estimates whose variance is tracked.
     patience : iterations without a new variance minimum before stopping.
     min_iterations : never stop (or pick a best iterate) before this iteration.
-    max_pixels : estimates are average-pooled to at most this many pixels per channel
-        before they are stored, which bounds the memory of the window.
+    max_pixels : estimates are average-pooled by ``f`` x ``f`` (``f`` a power of 2) to at most this
+        many pixels per channel before they are stored, which bounds the memory of the window. The
+        variance is multiplied by ``f**2``: for changes uncorrelated between neighbouring pixels that
+        is their variance at full resolution, so ``tolerance`` means the same at any image size.
     tolerance : also stop once the estimate has settled: when the root of the windowed variance
         falls below ``tolerance`` x :attr:`noise_level` (the noise std, which :func:`~neuralprior.fit`
         sets when it knows it, e.g. for the SURE loss). 0 = off.
@@ -86,6 +88,7 @@ class WindowedVariance(StoppingRule):
         self._count = 0
         self.best_variance = float("inf")
         self.best_iteration = -1
+        self.pool = 1
         self.variances: list[tuple[int, float]] = []
 
     def _shrink(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,6 +96,7 @@ class WindowedVariance(StoppingRule):
         f = 1
         while (h // f) * (w // f) > self.max_pixels:
             f *= 2
+        self.pool = f
         x = x.detach().float()
         return nnf.avg_pool2d(x, f) if f > 1 else x.clone()
 
@@ -106,7 +110,7 @@ class WindowedVariance(StoppingRule):
         self._count += 1
         if self._count < self.window:          # too early to judge: the latest estimate is the best one
             return Decision(best=True)
-        var = float(self._buf.var(dim=0, unbiased=False).mean())
+        var = float(self._buf.var(dim=0, unbiased=False).mean()) * self.pool ** 2
         self.variances.append((iteration, var))
         if iteration < self.min_iterations:
             return Decision(best=True)
