@@ -433,6 +433,22 @@ def test_windowed_variance_is_per_pixel_at_any_size():
         assert rule.variances[-1][1] == pytest.approx(1e-4, rel=0.1)
 
 
+def test_windowed_variance_resumes_a_state_saved_before_the_scaling():
+    seq = [(t, torch.full((1, 1, 8, 8), 1.0 / (1 + t)) + 0.01 * torch.rand(1, 1, 8, 8)) for t in range(40)]
+    a = WindowedVariance(window=5, patience=20, min_iterations=5, max_pixels=16)        # pooled by 2
+    for t, est in seq[:20]:
+        a.update(t, est)
+    old = a.state_dict()
+    del old["pool"]                                                 # as saved then: variances not scaled
+    old["best_variance"] /= 4
+    old["variances"] = [(i, v / 4) for i, v in old["variances"]]
+    b = WindowedVariance()
+    b.load_state_dict(old)
+    for t, est in seq[20:]:
+        assert a.update(t, est) == b.update(t, est)
+    assert b.best_variance == pytest.approx(a.best_variance) and len(b.variances) == len(a.variances)
+
+
 def test_windowed_variance_state_round_trip():
     a = WindowedVariance(window=5, patience=20, min_iterations=5)
     seq = list(_variance_sequence(n=120, turn=60))

@@ -314,8 +314,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         save(len(history["loss"]) - 1)
     return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
-                     config=dict(cfg.to_dict(), **({"noise_sigma": sigma, "reg_noise_std": sigma_p} if sure else {})), seed=seed, device=str(dev), precision=precision,
-                     interrupted=interrupted)
+                     config=dict(cfg.to_dict(), **({"noise_sigma": sigma, "reg_noise_std": sigma_p} if sure else {})),
+                     seed=seed, device=str(dev), precision=precision, interrupted=interrupted)
 
 
 def noise_level(y: torch.Tensor, config: FitConfig) -> float:

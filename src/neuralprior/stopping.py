@@ -102,6 +102,10 @@ class WindowedVariance(StoppingRule):
 
     def update(self, iteration: int, estimate: torch.Tensor) -> Decision:
         x = self._shrink(estimate)
+        if getattr(self, "_legacy", False):
+            self.best_variance *= self.pool ** 2
+            self.variances = [(i, v * self.pool ** 2) for i, v in self.variances]
+            self._legacy = False
         if self._buf is None:
             self._buf = torch.zeros((self.window, *x.shape), dtype=torch.float32, device=x.device)
         elif self._buf.device != x.device:                  # resumed from a checkpoint on another device
@@ -131,6 +135,7 @@ class WindowedVariance(StoppingRule):
 
     def load_state_dict(self, state: dict) -> None:
         vars(self).update(state)
+        self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
 
 
 def make_stopping_rule(spec: str | int | StoppingRule | None, **auto_kwargs) -> StoppingRule:
