@@ -46,7 +46,6 @@ LEVERS = {
         "sure-lr0.02": ({}, dict(SURE, lr=0.02)),
         "sure-float32": ({}, dict(SURE, precision="float32", channels_last=False)),
         "sure-skip16": (dict(channels_skip=16), SURE),
-        "sigma-p-5.5var": ({}, dict(reg_noise_per_variance=5.5)),
         "sigma-p-0.05": ({}, dict(reg_noise_std=0.05, reg_noise_per_variance=0.0)),
     },
     # inpainting and super-resolution fit random z through their operator

@@ -35,6 +35,7 @@ from neuralprior.latent import crop_center
 from neuralprior.metrics import psnr, psnr_y
 from neuralprior.fit import noise_level
 from neuralprior.presets import get_preset
+from neuralprior.stopping import WindowedVariance
 
 PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000}
 
@@ -124,28 +125,25 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None):
-    """Where the rule would have stopped with other settings (same window), from a saved series.
+    """Where the rule would have stopped with other settings (same window), from a saved series:
+    the saved windowed variances go through the rule's own decision (``WindowedVariance.judge``).
 
     Returns (stop iteration, returned iteration, quality of the returned estimate).
     """
     q = dict(zip(series["iterations"], series["scores"]))
     its = series["iterations"]
+    rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
+                            tolerance=tolerance)
+    rule.noise_level = level
     first = series["variances"][0][0] if series["variances"] else its[-1]
-    best_it, best_var = max((i for i in its if i < first), default=its[0]), float("inf")
-    stop_it = its[-1]
+    best_it = max((i for i in its if i < first), default=its[0])   # before the window fills: the latest
     for it, var in series["variances"]:
-        if it < min_iterations:
+        d = rule.judge(it, var)
+        if d.best:
             best_it = it
-            continue
-        if var < best_var:
-            best_var, best_it = var, it
-            if tolerance > 0 and level and var ** 0.5 <= tolerance * level:
-                stop_it = it
-                break
-        elif it - best_it >= patience:
-            stop_it = it
-            break
-    return stop_it, best_it, q[best_it]
+        if d.stop:
+            return it, best_it, q[best_it]
+    return its[-1], best_it, q[best_it]
 
 
 def main_replay(args) -> None:

@@ -172,7 +172,8 @@ def preset_table() -> str:
     for p in PRESETS:
         args = ", ".join(f"{k}={v}" for k, v in p.network_args.items()) or "paper defaults"
         f = p.fit
-        sigma_p = f"{f.reg_noise_per_variance:g} x noise variance" if f.reg_noise_per_variance else f"{f.reg_noise_std:.4g}"
+        sigma_p = (f"{f.reg_noise_per_variance:g} x noise variance" if f.reg_noise_per_variance
+                   else f"{f.reg_noise_std:.4g}")
         stop = f"{p.stop} ({', '.join(f'{k} {v:g}' for k, v in p.stop_args.items())})" if p.stop_args else p.stop
         rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.input_kind} / {f.loss} | {f.num_iter} "
                     f"| {f.lr:g} | {sigma_p} | {f.ema:g} | {f.precision} | {stop} | {p.description} |")

@@ -114,7 +114,11 @@ class WindowedVariance(StoppingRule):
         self._count += 1
         if self._count < self.window:          # too early to judge: the latest estimate is the best one
             return Decision(best=True)
-        var = float(self._buf.var(dim=0, unbiased=False).mean()) * self.pool ** 2
+        return self.judge(iteration, float(self._buf.var(dim=0, unbiased=False).mean()) * self.pool ** 2)
+
+    def judge(self, iteration: int, var: float) -> Decision:
+        """The decision for a windowed variance ``var`` (per pixel) at ``iteration``; :meth:`update` computes
+        it from the estimates, a saved series can be replayed through this directly."""
         self.variances.append((iteration, var))
         if iteration < self.min_iterations:
             return Decision(best=True)
