@@ -47,6 +47,8 @@ LEVERS = {
         "sure-float32": ({}, dict(SURE, precision="float32", channels_last=False)),
         "sure-skip16": (dict(channels_skip=16), SURE),
         "sigma-p-0.05": ({}, dict(reg_noise_std=0.05, reg_noise_per_variance=0.0)),
+        "sure-batched": ({}, dict(sure_batched=True)),
+        "ema0.98": ({}, dict(ema=0.98)),
     },
     # inpainting and super-resolution fit random z through their operator
     "other": {

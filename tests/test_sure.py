@@ -35,9 +35,11 @@ def test_noise_level_estimate(astronaut_crop):
         assert abs(est - sigma) < 0.25 * sigma, (est, sigma)
 
 
-def test_sure_tracks_the_true_error_and_denoises(astronaut_crop):
+@pytest.mark.parametrize("batched", [False, True])
+def test_sure_tracks_the_true_error_and_denoises(astronaut_crop, batched):
     y = noisy_version(astronaut_crop)
-    r = fit(y, net=net3(), config=sure_config(noise_sigma=SIGMA), x_true=astronaut_crop, device="cpu")
+    r = fit(y, net=net3(), config=sure_config(noise_sigma=SIGMA, sure_batched=batched), x_true=astronaut_crop,
+            device="cpu")
     # SURE (the loss) estimates the mean squared error of the raw output to the clean image, never seen:
     # over the last 50 iterations its mean is within 30% of the measured one
     true_mse = [10 ** (-p / 10) for p in r.history["psnr_raw"][-50:]]
@@ -57,6 +59,23 @@ def test_sure_prevents_the_overfitting_of_plain_mse(astronaut_crop):
     sure = fit(y, net=net3(), config=sure_config(noise_sigma=SIGMA, **cfg), x_true=astronaut_crop, device="cpu")
     end_mse, end_sure = mse.history["psnr"][-1], sure.history["psnr"][-1]
     assert end_sure > end_mse + 2.0, f"after 400 iterations: SURE {end_sure:.2f} dB, MSE {end_mse:.2f} dB"
+
+
+def test_batched_sure_pair_is_the_two_passes_without_batch_statistics(astronaut_crop):
+    """One pass on the batch (y, y + eps b) computes the same loss and step as two passes when nothing in
+    the network couples the batch (no BatchNorm); with BatchNorm the pair shares its statistics."""
+    y = noisy_version(astronaut_crop)
+    runs = []
+    for batched in (False, True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = SkipNet(in_channels=3, out_channels=3, channels_down=[8, 16], channels_up=[8, 16],
+                          channels_skip=2, norm="none")
+        cfg = sure_config(num_iter=3, noise_sigma=SIGMA, sure_batched=batched, reg_noise_std=0.05)
+        runs.append(fit(y, net=net, config=cfg, seed=3, device="cpu"))
+    two, one = runs
+    assert one.history["loss"] == pytest.approx(two.history["loss"], rel=1e-4, abs=1e-7)
+    assert torch.allclose(one.image, two.image, atol=1e-5)
 
 
 def test_sure_estimates_the_noise_level_when_not_given(astronaut_crop):
