@@ -49,6 +49,10 @@ LEVERS = {
         "sigma-p-0.05": ({}, dict(reg_noise_std=0.05, reg_noise_per_variance=0.0)),
         "sure-batched": ({}, dict(sure_batched=True)),
         "ema0.98": ({}, dict(ema=0.98)),
+        # the default network until 2026-11-27 (reflection padding, bilinear upsampling) and each half of it
+        "reflection-bilinear": (dict(pad="reflection", upsample="bilinear"), {}),
+        "reflection-pad": (dict(pad="reflection"), {}),
+        "bilinear-up": (dict(upsample="bilinear"), {}),
     },
     # inpainting and super-resolution fit random z through their operator
     "other": {
@@ -65,6 +69,8 @@ LEVERS = {
         "wide-top": (WIDE_TOP, {}),
         "paper-width": (PAPER_WIDTH, {}),
         "float32": ({}, dict(precision="float32", channels_last=False)),
+        "zero-pad": (dict(pad="zero"), {}),
+        "zero-pad-nearest-up": (dict(pad="zero", upsample="nearest"), {}),
     },
 }
 

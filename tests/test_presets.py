@@ -216,3 +216,16 @@ def test_fast_denoising_preset_stops_sooner_on_the_same_estimates():
         rule.noise_level = 0.01
         stops[name] = next(t for t, x in enumerate(seq) if rule.update(t, x).stop)
     assert 100 < stops["fast"] < stops["default"] - 50
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_denoise_sure_network_zero_padding_nearest_upsampling(name):
+    # the SURE denoising presets build the light hourglass with padding inside the convolutions
+    # (no reflection copies) and nearest upsampling; the other default presets keep reflection
+    net = get_preset("denoise", name).build_network(out_channels=3)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    ups = [m for m in net.modules() if isinstance(m, torch.nn.Upsample)]
+    assert convs and all(c.padding_mode == "zeros" for c in convs)
+    assert len(ups) == 5 and all(u.mode == "nearest" for u in ups)
+    other = get_preset("super-resolve", "default").build_network(out_channels=3)
+    assert any(m.padding_mode == "reflect" for m in other.modules() if isinstance(m, torch.nn.Conv2d))
