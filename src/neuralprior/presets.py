@@ -28,9 +28,10 @@ FAST = dict(precision="auto", channels_last=True)
 # a shorter window and patience for its automatic stop (patience 200: a fit can stall for 150 iterations and resume)
 SURE_STOP = dict(window=20, patience=200, min_iterations=100, tolerance=0.007)
 SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.014)
-# the SURE denoising network: zero padding and nearest upsampling cost 20% less per iteration than reflection
-# padding and bilinear upsampling, at equal or better quality per iteration (docs/performance.md)
-SURE_NET = dict(LIGHT_NET, pad="zero", upsample="nearest")
+# the light hourglass with zero padding and nearest upsampling, for SURE denoising: 20% less per iteration than
+# reflection padding and bilinear upsampling, at equal or better quality per iteration (docs/performance.md).
+# Not for super-resolution (it plateaus 0.7 dB lower) or inpainting (zero padding no faster to its target).
+LIGHT_ZERO_NEAREST = dict(LIGHT_NET, pad="zero", upsample="nearest")
 # flash/no-flash: the flash image is the input z (3 channels); the paper's upsampling per level
 FLASH_UPSAMPLE = ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]
 
@@ -73,10 +74,11 @@ def _presets() -> list[Preset]:
                 reg_noise_per_variance=6.0, ema=0.99, **FAST)
     return [
         # denoising (also used for any Gaussian-like noise)
-        P("default", "denoise", network_args=SURE_NET, fit=FitConfig(**sure), stop_args=SURE_STOP,
-          description="light hourglass (zero padding, nearest upsampling) fed the noisy image, SURE loss (noise level estimated), sigma_p 6 x the "
-                      "noise variance (0.056 at sigma 25, 0.14 at sigma 50), bfloat16 where fast, automatic stop"),
-        P("fast", "denoise", network_args=SURE_NET, fit=FitConfig(**sure), stop_args=SURE_STOP_FAST,
+        P("default", "denoise", network_args=LIGHT_ZERO_NEAREST, fit=FitConfig(**sure), stop_args=SURE_STOP,
+          description="light hourglass (zero padding, nearest upsampling) fed the noisy image, SURE loss (noise "
+                      "level estimated), sigma_p 6 x the noise variance (0.056 at sigma 25, 0.14 at sigma 50), "
+                      "bfloat16 where fast, automatic stop"),
+        P("fast", "denoise", network_args=LIGHT_ZERO_NEAREST, fit=FitConfig(**sure), stop_args=SURE_STOP_FAST,
           description="the default with a looser settled stop: a third to half fewer iterations, up to 1 dB lower"),
         P("paper", "denoise", network_args=PAPER_NET,
           fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=1 / 30, ema=0.99, ema_warmup=False), stop="none",
