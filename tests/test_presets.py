@@ -8,6 +8,7 @@ import neuralprior
 from neuralprior import FitConfig, NeuralPriorError, get_preset, preset_table
 from neuralprior.networks import DeepDecoder, EncoderDecoder, SkipNet, count_parameters
 from neuralprior.presets import PRESETS, TASKS, preset_names
+from neuralprior.stopping import WindowedVariance
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -229,3 +230,24 @@ def test_denoise_sure_network_zero_padding_nearest_upsampling(name):
     assert len(ups) == 5 and all(u.mode == "nearest" for u in ups)
     other = get_preset("super-resolve", "default").build_network(out_channels=3)
     assert any(m.padding_mode == "reflect" for m in other.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_denoising_stop_waits_out_a_150_iteration_stall():
+    # estimates settle, wobble more for 150 iterations (a stalled fit: the windowed variance rises), then
+    # settle further: the default rule keeps going and returns an estimate from after the stall, where a
+    # patience of 100 would have ended the run inside it
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 3, 16, 16, generator=g)
+
+    def spread(t):
+        return 0.02 / (1 + t) * (4 if 400 <= t < 550 else 1)
+
+    seq = [base + spread(t) * torch.randn(base.shape, generator=g) for t in range(900)]
+    rule = get_preset("denoise").stopping_rule()
+    assert rule.patience == 200
+    decisions = [rule.update(t, x) for t, x in enumerate(seq)]
+    first_stop = next((t for t, d in enumerate(decisions) if d.stop), None)
+    assert first_stop is None or first_stop > 550
+    assert max(t for t, d in enumerate(decisions) if d.best) > 550
+    short = WindowedVariance(**dict(get_preset("denoise").stop_args, patience=100))
+    assert next(t for t, x in enumerate(seq) if short.update(t, x).stop) < 550
