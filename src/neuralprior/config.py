@@ -30,7 +30,7 @@ class FitConfig:
     sure_batched: bool = False      # SURE: run the network once on the pair (y, y + eps b) as a batch of 2
                                     # (6% less time per iteration on a 2-core CPU, no sooner at the target
                                     # PSNR, see docs/performance.md; BatchNorm statistics are then shared
-                                    # by the pair, a negligible change to the divergence)
+                                    # by the pair)
     tv_weight: float = 0.0          # weight of the total-variation regulariser R(x) (mean |gradient|, edge-preserving)
     tikhonov_weight: float = 0.0    # weight of the Tikhonov smoothness regulariser R(x) (mean squared gradient)
     guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr

@@ -233,14 +233,13 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             if sigma_p > 0:
                 z_in = z + sigma_p * torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
             with autocast:
-                if sure:    # the pair (z_in, z_in + eps b) for the divergence below, one pass or two
-                    b = torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
-                    if cfg.sure_batched:
-                        out, out_b = crop_center(net(torch.cat([z_in, z_in + eps * b])), h, w).chunk(2)
-                    else:
-                        out, out_b = crop_center(net(z_in), h, w), crop_center(net(z_in + eps * b), h, w)
+                # SURE: the pair (z_in, z_in + eps b) for the divergence below, as one batch or two passes
+                b = torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype) if sure else None
+                if sure and cfg.sure_batched:
+                    out, out_b = crop_center(net(torch.cat([z_in, z_in + eps * b])), h, w).chunk(2)
                 else:
                     out = crop_center(net(z_in), h, w)
+                    out_b = crop_center(net(z_in + eps * b), h, w) if sure else None
                 loss = fit_term = data_term(operator(out.float()), y)
                 if sure:    # + 2 sigma^2 div f(y) / n, divergence by one Monte-Carlo finite difference
                     div = (crop_center(b, h, w) * (out_b.float() - out.float())).sum() / eps
