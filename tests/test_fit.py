@@ -557,6 +557,32 @@ def test_memory_estimate_grows_with_pixels_and_width():
     assert estimate_fit_bytes(light, (128, 128), passes=2) > 1.5 * estimate_fit_bytes(light, (128, 128))
 
 
+def test_memory_estimate_from_a_small_real_run_equals_the_meta_device_count():
+    """The estimate runs the network at 2m x 2m and scales by area: the same activation count as a run of the
+    whole size on the meta device, for every preset network and odd image sizes."""
+    import math
+
+    from neuralprior.inspect_net import summarize
+    from neuralprior.memory import estimate_fit_bytes
+    from neuralprior.networks.layers import Concat
+    from neuralprior.presets import PRESETS
+
+    seen = set()
+    for p in PRESETS:
+        key = (p.network, repr(sorted(p.network_args.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        net = p.build_network(out_channels=3)
+        for size in ((96, 160), (375, 500)):
+            layers, _, _ = summarize(net, size, also=(Concat,))          # the meta device, whole size
+            activations = sum(math.prod(layer.shape) for layer in layers) * 4
+            without = estimate_fit_bytes(net, size) - 1.6 * activations
+            assert estimate_fit_bytes(net, size, passes=2) - estimate_fit_bytes(net, size) == pytest.approx(
+                1.6 * activations, abs=2), (p.task, p.name, size)   # int() rounds
+            assert without > 0
+
+
 def test_windowed_variance_stops_once_the_estimate_settles():
     """With a noise level known, the rule also stops when the estimates barely move any more."""
     g = torch.Generator().manual_seed(0)

@@ -35,6 +35,21 @@ def test_noise_level_estimate(astronaut_crop):
         assert abs(est - sigma) < 0.25 * sigma, (est, sigma)
 
 
+def test_noise_level_estimate_is_scikit_images(astronaut_crop):
+    """The direct PyWavelets computation gives scikit-image's estimate_sigma exactly (colour and grey)."""
+    from skimage.restoration import estimate_sigma
+
+    g = torch.Generator().manual_seed(3)
+    grey = (torch.rand(1, 1, 45, 61, generator=g) * 0.3 + 0.2).clamp(0, 1)
+    grey[..., :20, :30] = 0.5                                   # a flat region: zero coefficients left out
+    for img in (noisy_version(astronaut_crop), astronaut_crop, grey):
+        hwc = img[0].permute(1, 2, 0).double().numpy()
+        assert estimate_noise_sigma(img) == pytest.approx(
+            float(estimate_sigma(hwc, channel_axis=-1, average_sigmas=True)), rel=1e-12)
+    assert estimate_noise_sigma(torch.zeros(1, 3, 32, 32)) == 0.0         # all coefficients zero: 0, not NaN
+    assert estimate_noise_sigma(torch.full((1, 3, 32, 32), 0.5)) < 1e-12
+
+
 @pytest.mark.parametrize("batched", [False, True])
 def test_sure_tracks_the_true_error_and_denoises(astronaut_crop, batched):
     y = noisy_version(astronaut_crop)

@@ -39,16 +39,19 @@ class LayerInfo:
     flops: int
 
 
-def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] = ()) -> tuple[list[LayerInfo], int, int]:
-    """Per-layer output shapes, parameters and FLOPs for an output of ``size`` (runs on the meta device).
+def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] = (),
+              device: str = "meta") -> tuple[list[LayerInfo], int, int]:
+    """Per-layer output shapes, parameters and FLOPs for an output of ``size``.
 
     Layers are the leaf modules, plus containers of the types in ``also`` (e.g. ``Concat``,
     whose output is a new tensor). Returns (layers, total parameters, total FLOPs of one
-    forward pass; a training step costs about 3x).
+    forward pass; a training step costs about 3x). The network (a copy) runs on the ``meta``
+    device: no memory, no arithmetic, but its first use imports a second's worth of PyTorch;
+    ``device="cpu"`` runs it for real (for small sizes).
     """
     h, w = padded_size(*size, getattr(net, "multiple", 1))
     lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
-    meta = copy.deepcopy(net).to("meta")
+    meta = copy.deepcopy(net).to(device)
     rows: list[LayerInfo] = []
     names = {m: n for n, m in meta.named_modules()}
 
@@ -66,7 +69,7 @@ def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] =
     hooks = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, also) or not list(m.children())]
     try:
         with torch.no_grad():
-            meta(torch.empty(1, net.in_channels, lh, lw, device="meta"))
+            meta(torch.zeros(1, net.in_channels, lh, lw, device=device))
     finally:
         for hk in hooks:
             hk.remove()

@@ -33,18 +33,28 @@ def _free_bytes(device: torch.device) -> int | None:
 def estimate_fit_bytes(net: nn.Module, img_shape: tuple[int, int], *, window: int = 0, passes: int = 1) -> int:
     """Peak memory of one training step of ``net`` producing an image of ``img_shape`` (H, W), in bytes.
 
-    The network runs once on the ``meta`` device (no memory, no arithmetic) to add up the
-    activations every layer keeps for the backward pass; weights, gradients and the
+    The network runs once to add up the activations every layer keeps for the backward pass: for
+    a network with a size ``multiple`` m, for real on a 2m x 2m image (a few milliseconds), scaled
+    by the area; otherwise on the ``meta`` device (no memory or arithmetic, but a second of imports
+    at its first use); weights, gradients and the
     two Adam moments come on top, and ``window`` stored estimates for the stopping rule.
     ``passes``: forward passes kept for one backward (2 for the SURE loss).
     The estimate is for float32 activations, an upper bound for bfloat16.
     """
     from .inspect_net import summarize
 
-    h, w = padded_size(*img_shape, getattr(net, "multiple", 1))
+    m = getattr(net, "multiple", 1)
+    h, w = padded_size(*img_shape, m)
     lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
-    layers, _, _ = summarize(net, img_shape, also=(Concat,))
-    total = sum(math.prod(layer.shape) for layer in layers) * 4
+    if m > 1:
+        # a fully convolutional network whose sizes are multiples of m: every layer's output grows with
+        # the image's area, so a real run at 2m x 2m, scaled, counts exactly what the meta device would
+        layers, _, _ = summarize(net, (2 * m, 2 * m), also=(Concat,), device="cpu")
+        scale = h * w / (2 * m) ** 2
+    else:
+        layers, _, _ = summarize(net, img_shape, also=(Concat,))
+        scale = 1
+    total = sum(math.prod(layer.shape) for layer in layers) * 4 * scale
     params = sum(p.numel() for p in net.parameters()) * 4
     image = getattr(net, "out_channels", 3) * img_shape[0] * img_shape[1] * 4
     # activations + their gradients in flight during backward; weights, grads, 2 Adam moments,
