@@ -95,6 +95,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     g.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
                    help="arithmetic precision (default: the preset's)")
+    g.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA, run plain passes instead of replaying a recorded CUDA graph")
     g.add_argument("--gt", metavar="GROUND_TRUTH", help="ground truth: prints and records PSNR/SSIM, never used to fit")
     g.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     g.add_argument("--save-every", type=_positive_int, metavar="K", help="save a snapshot every K iterations")
@@ -252,6 +254,8 @@ def _overrides(args) -> dict:
         o["lr"] = args.lr
     if args.precision is not None:
         o["precision"] = args.precision
+    if getattr(args, "no_cuda_graph", False):
+        o["cuda_graph"] = False
     for arg, name in (("loss", "loss"), ("sigma_p", "reg_noise_std"), ("tv", "tv_weight"),
                       ("tikhonov", "tikhonov_weight")):
         if getattr(args, arg, None) is not None:

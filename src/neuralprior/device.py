@@ -36,8 +36,10 @@ def bfloat16_is_fast(device: torch.device) -> bool:
     return False
 
 
-def autocast_context(device: torch.device, precision: str):
-    """The autocast context for ``precision``: ``float32`` (none), ``bfloat16``, ``float16`` or ``auto``."""
+def autocast_context(device: torch.device, precision: str, cache: bool = True):
+    """The autocast context for ``precision``: ``float32`` (none), ``bfloat16``, ``float16`` or ``auto``.
+
+    ``cache=False`` recasts the weights at every use, as recording a CUDA graph requires."""
     if precision == "auto":
         precision = "bfloat16" if bfloat16_is_fast(device) else "float32"
     if precision == "float32":
@@ -45,4 +47,4 @@ def autocast_context(device: torch.device, precision: str):
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
     if dtype is None:
         raise NeuralPriorError(f"unknown precision {precision!r}; use float32, bfloat16, float16 or auto")
-    return torch.autocast(device_type=device.type, dtype=dtype), precision
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache), precision

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
@@ -99,6 +100,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
               + \\mu\\,\\|\\nabla f_\\theta(z)\\|^2
 
     E is ``config.loss`` (:data:`DATA_TERMS`), lambda ``config.tv_weight`` and mu ``config.tikhonov_weight``.
+    On CUDA the forward and backward pass is recorded once as a CUDA graph and replayed at every
+    step (``config.cuda_graph``); the result's ``config["cuda_graph"]`` says whether it was.
 
     Parameters
     ----------
@@ -167,11 +170,15 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     z = z.contiguous(memory_format=memory_format)
-    autocast, precision = autocast_context(dev, cfg.precision)
+    use_graph = cfg.cuda_graph and dev.type == "cuda"
+    autocast, precision = autocast_context(dev, cfg.precision, cache=not use_graph)
     sure = cfg.loss == "sure"
     if cfg.loss not in DATA_TERMS and not sure:
         raise NeuralPriorError(f"unknown loss {cfg.loss!r}; use {', '.join(DATA_TERMS)} or sure")
     data_term = DATA_TERMS["mse" if sure else cfg.loss]
+    if cfg.sure_batched not in (True, False, "auto"):
+        raise NeuralPriorError(f"sure_batched must be True, False or 'auto', got {cfg.sure_batched!r}")
+    batched = dev.type == "cuda" if cfg.sure_batched == "auto" else cfg.sure_batched
     sigma = eps = 0.0
     sigma_p = cfg.reg_noise_std
     if cfg.reg_noise_per_variance > 0 and not sure:
@@ -189,7 +196,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             rule.noise_level = sigma            # lets the rule judge when the estimate has settled
 
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, **({"fused": True} if dev.type == "cuda" else {}))
     last_good = [p.detach().clone() for p in params] if cfg.guard else []
     lr_scale, loss_avg = 1.0, None
     estimate = best = None
@@ -212,6 +219,29 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         start_it, elapsed_before = state["iteration"] + 1, state["elapsed"]
     start = time.perf_counter() - elapsed_before
 
+    def passes(noise: torch.Tensor | None, b: torch.Tensor | None):
+        """One forward and backward pass; returns the output (cropped), the loss and the data term."""
+        z_in = z if noise is None else z + sigma_p * noise
+        with autocast:
+            # SURE: the pair (z_in, z_in + eps b) for the divergence below, as one batch or two passes
+            if sure and batched:
+                out, out_b = crop_center(net(torch.cat([z_in, z_in + eps * b])), h, w).chunk(2)
+            else:
+                out = crop_center(net(z_in), h, w)
+                out_b = crop_center(net(z_in + eps * b), h, w) if sure else None
+            loss = fit_term = data_term(operator(out.float()), y)
+            if sure:    # + 2 sigma^2 div f(y) / n, divergence by one Monte-Carlo finite difference
+                div = (crop_center(b, h, w) * (out_b.float() - out.float())).sum() / eps
+                loss = fit_term - sigma**2 + 2 * sigma**2 * div / y.numel()
+            if cfg.tv_weight > 0:
+                loss = loss + cfg.tv_weight * total_variation(out.float())
+            if cfg.tikhonov_weight > 0:
+                loss = loss + cfg.tikhonov_weight * squared_gradient(out.float())
+        loss.backward()
+        return out, loss, fit_term
+
+    graph = graph_io = None     # the recorded CUDA graph of `passes` and its (inputs, outputs)
+
     def save(iteration: int) -> None:
         _save_checkpoint(checkpoint, dict(
             iteration=iteration, net=net.state_dict(), optimizer=optimizer.state_dict(), z=z.cpu(),
@@ -228,30 +258,25 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             for g in optimizer.param_groups:
                 g["lr"] = lr
 
-            # forward: perturb z (sigma_p), generate, crop to the image, measure
-            z_in = z
-            if sigma_p > 0:
-                z_in = z + sigma_p * torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype)
-            with autocast:
-                # SURE: the pair (z_in, z_in + eps b) for the divergence below, as one batch or two passes
-                b = torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype) if sure else None
-                if sure and cfg.sure_batched:
-                    out, out_b = crop_center(net(torch.cat([z_in, z_in + eps * b])), h, w).chunk(2)
-                else:
-                    out = crop_center(net(z_in), h, w)
-                    out_b = crop_center(net(z_in + eps * b), h, w) if sure else None
-                loss = fit_term = data_term(operator(out.float()), y)
-                if sure:    # + 2 sigma^2 div f(y) / n, divergence by one Monte-Carlo finite difference
-                    div = (crop_center(b, h, w) * (out_b.float() - out.float())).sum() / eps
-                    loss = fit_term - sigma**2 + 2 * sigma**2 * div / y.numel()
-                if cfg.tv_weight > 0:
-                    loss = loss + cfg.tv_weight * total_variation(out.float())
-                if cfg.tikhonov_weight > 0:
-                    loss = loss + cfg.tikhonov_weight * squared_gradient(out.float())
+            # forward and backward: perturb z (sigma_p), generate, crop to the image, measure, differentiate
+            noise = torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype) if sigma_p > 0 else None
+            b = torch.randn(z.shape, generator=gen_dev, device=dev, dtype=z.dtype) if sure else None
+            if use_graph and graph is None:
+                graph, graph_io = _record_cuda_graph(passes, (noise, b), optimizer)
+                use_graph = graph is not None
+            if graph is not None:          # replay the recorded pass on this step's draws
+                for static, drawn in zip(graph_io[0], (noise, b)):
+                    if drawn is not None:
+                        static.copy_(drawn)
+                graph.replay()
+                out, loss, fit_term = graph_io[1]
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                out, loss, fit_term = passes(noise, b)
             loss_value = float(loss.detach())   # host sync: needed for the guard and the history
             fit_value = float(fit_term.detach()) if sure else loss_value   # SURE's estimate is noisy, may be < 0
 
-            # divergence guard: on NaN or a sudden jump, go back to the last good weights, halve lr
+            # divergence guard: on NaN or a sudden jump, go back to the last good weights, halve lr (no step)
             if cfg.guard and (not math.isfinite(loss_value) or
                               (loss_avg is not None and it > 10 and fit_value > cfg.guard_jump * loss_avg)):
                 with torch.no_grad():
@@ -267,14 +292,12 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                 with torch.no_grad():
                     torch._foreach_copy_(last_good, [p.detach() for p in params])
             loss_avg = fit_value if loss_avg is None else 0.9 * loss_avg + 0.1 * fit_value
-
-            # step
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             optimizer.step()
 
             # running estimate: exponential average of the outputs, or the output itself
             out = out.detach().float()
+            if graph is not None:
+                out = out.clone()           # the graph's output is overwritten by the next replay
             if cfg.ema > 0 and estimate is not None:
                 weight = min(cfg.ema, (1 + it) / (10 + it)) if cfg.ema_warmup else cfg.ema
                 estimate.mul_(weight).add_(out, alpha=1 - weight)
@@ -318,8 +341,40 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         save(len(history["loss"]) - 1)
     return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
-                     config=dict(cfg.to_dict(), **({"noise_sigma": sigma, "reg_noise_std": sigma_p} if sure else {})),
+                     config=dict(cfg.to_dict(), cuda_graph=graph is not None,       # what was used, not asked
+                                 **({"noise_sigma": sigma, "reg_noise_std": sigma_p, "sure_batched": batched}
+                                    if sure else {})),
                      seed=seed, device=str(dev), precision=precision, interrupted=interrupted)
+
+
+def _record_cuda_graph(passes: Callable, draws: tuple, optimizer: torch.optim.Optimizer):
+    """Record ``passes(*draws)`` (forward and backward) as a CUDA graph.
+
+    Returns ``(graph, (static_draws, static_outputs))``: copy each step's draws into the static
+    ones and replay; the gradients land in the parameters' ``.grad``, which stay allocated. Returns
+    ``(None, None)`` with a warning when recording fails (an operator that synchronises with the
+    host, say): the loop then runs plain passes.
+    """
+    static = tuple(None if d is None else d.clone() for d in draws)
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):       # warm-up on a side stream (cuDNN picks its kernels), as recording needs
+            for _ in range(3):
+                optimizer.zero_grad(set_to_none=True)
+                passes(*static)
+        torch.cuda.current_stream().wait_stream(side)
+        optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = passes(*static)
+    except Exception as e:                  # noqa: BLE001 - any failure means: run without the graph
+        warnings.warn(f"CUDA graph recording failed, fitting without it: {str(e).splitlines()[0] if str(e) else e!r}",
+                      RuntimeWarning, stacklevel=3)
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        return None, None
+    return graph, (static, outputs)
 
 
 def noise_level(y: torch.Tensor, config: FitConfig) -> float:
