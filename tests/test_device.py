@@ -65,6 +65,22 @@ def test_cuda_graph_setting_changes_nothing_on_the_cpu():
     assert torch.equal(a.image, b.image)
 
 
+def test_a_failed_graph_recording_warns_and_leaves_plain_passes(monkeypatch):
+    """Recording that fails (here: no CUDA stream to record on) warns once and hands back nothing to replay."""
+    from neuralprior.fit import _record_cuda_graph
+
+    def no_stream():
+        raise RuntimeError("no stream here\nsecond line")
+
+    monkeypatch.setattr(torch.cuda, "Stream", no_stream)
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w])
+    w.grad = torch.ones(3)
+    with pytest.warns(RuntimeWarning, match=r"CUDA graph recording failed, fitting without it: no stream here$"):
+        graph, io = _record_cuda_graph(lambda *draws: None, (None, None), opt)
+    assert graph is None and io is None and w.grad is None
+
+
 def test_sure_batched_must_be_true_false_or_auto():
     with pytest.raises(neuralprior.NeuralPriorError, match="sure_batched must be"):
         neuralprior.denoise(torch.rand(1, 3, 32, 32), device="cpu", num_iter=1, sure_batched="yes")

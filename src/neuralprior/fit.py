@@ -369,10 +369,11 @@ def _record_cuda_graph(passes: Callable, draws: tuple, optimizer: torch.optim.Op
         with torch.cuda.graph(graph):
             outputs = passes(*static)
     except Exception as e:                  # noqa: BLE001 - any failure means: run without the graph
-        warnings.warn(f"CUDA graph recording failed, fitting without it: {str(e).splitlines()[0] if str(e) else e!r}",
-                      RuntimeWarning, stacklevel=3)
+        why = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"CUDA graph recording failed, fitting without it: {why}", RuntimeWarning, stacklevel=3)
         optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         return None, None
     return graph, (static, outputs)
 
