@@ -53,6 +53,8 @@ LEVERS = {
         "reflection-bilinear": (dict(pad="reflection", upsample="bilinear"), {}),
         "reflection-pad": (dict(pad="reflection"), {}),
         "bilinear-up": (dict(upsample="bilinear"), {}),
+        # half the channels at full resolution, where most of the cost is
+        "top8": (dict(channels_down=[8, 32, 64, 128, 128], channels_up=[8, 32, 64, 128, 128]), {}),
     },
     # inpainting and super-resolution fit random z through their operator
     "other": {

@@ -59,6 +59,17 @@ def test_loss_and_regularisers_reach_the_fit(photo, tmp_path):
     assert run("deblur", photo, "--blur", "box:3", "-o", tmp_path / "p.png", "--loss", "poisson", *FAST) == 0
 
 
+def test_no_cuda_graph_reaches_the_fit(photo, tmp_path, monkeypatch):
+    import neuralprior.tasks as tasks
+
+    asked = []
+    real_fit = tasks.fit
+    monkeypatch.setattr(tasks, "fit", lambda *a, **k: asked.append(k["config"].cuda_graph) or real_fit(*a, **k))
+    assert run("denoise", photo, "-o", tmp_path / "o.png", *FAST) == 0
+    assert run("denoise", photo, "-o", tmp_path / "p.png", "--no-cuda-graph", *FAST) == 0
+    assert asked == [True, False]
+
+
 @pytest.mark.parametrize("args", [["--loss", "huber"], ["--tv", "-1"], ["--tikhonov", "x"]])
 def test_bad_energy_options_are_rejected(photo, tmp_path, capsys, args):
     assert run("denoise", photo, "-o", tmp_path / "o.png", *args, *FAST) == 2
