@@ -51,9 +51,9 @@ def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] =
     """
     h, w = padded_size(*size, getattr(net, "multiple", 1))
     lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
-    meta = copy.deepcopy(net).to(device)
+    probe = copy.deepcopy(net).to(device)
     rows: list[LayerInfo] = []
-    names = {m: n for n, m in meta.named_modules()}
+    names = {m: n for n, m in probe.named_modules()}
 
     def hook(module, inputs, output):
         params = sum(p.numel() for p in module.parameters(recurse=False))
@@ -66,10 +66,10 @@ def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] =
             flops = output.numel()
         rows.append(LayerInfo(names[module], type(module).__name__, tuple(output.shape), params, flops))
 
-    hooks = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, also) or not list(m.children())]
+    hooks = [m.register_forward_hook(hook) for m in probe.modules() if isinstance(m, also) or not list(m.children())]
     try:
         with torch.no_grad():
-            meta(torch.zeros(1, net.in_channels, lh, lw, device=device))
+            probe(torch.zeros(1, net.in_channels, lh, lw, device=device))
     finally:
         for hk in hooks:
             hk.remove()
