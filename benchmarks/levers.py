@@ -23,10 +23,12 @@ import torch
 
 import neuralprior as npr
 from neuralprior.metrics import psnr
+from neuralprior.operators import gaussian_kernel
+from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
 from stopping import cases, crop_case
 
-WIDE_TOP = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
+WIDE_TOP = WIDE_TOP_NET      # 32 channels at full resolution, skip 8 (the inpainting `quality` preset)
 PAPER_WIDTH = dict(channels_down=[128] * 5, channels_up=[128] * 5)
 # the classic deep image prior: z ~ U(0, 0.1), MSE to the noisy image, sigma_p 1/30
 NOISE_INPUT = dict(input_kind="noise", loss="mse", reg_noise_std=1 / 30)
@@ -73,8 +75,30 @@ LEVERS = {
         "float32": ({}, dict(precision="float32", channels_last=False)),
         "zero-pad": (dict(pad="zero"), {}),
         "zero-pad-nearest-up": (dict(pad="zero", upsample="nearest"), {}),
+        # inpainting: the input z is the observation filled in (see fill_input), not random noise
+        "fill-input": ({}, dict(input_kind="observation")),
+        "fill-input-keep": ({}, dict(input_kind="observation")),
+        "fill-input-sigma-p0.03": ({}, dict(input_kind="observation", reg_noise_std=0.03)),
+        "fill-input-wide-top": (WIDE_TOP, dict(input_kind="observation")),
     },
 }
+
+
+def fill_input(y: torch.Tensor, mask: torch.Tensor, keep: bool = False, sigma: float = 1.5) -> torch.Tensor:
+    """The masked image filled in by normalised convolution (Gaussian weights over the known pixels).
+
+    The centre of the kernel is left out, so every pixel, known or missing, is predicted from its
+    known neighbours alone: the input looks alike at both and the network cannot learn to copy it.
+    ``keep=True`` keeps the known pixels as they are and fills only the missing ones.
+    """
+    k = gaussian_kernel(sigma, 2 * round(3 * sigma) + 1)
+    k[k.shape[0] // 2, k.shape[1] // 2] = 0
+    k = k[None, None].to(y)
+    c, mask = y.shape[1], mask.expand_as(y)
+    num = torch.nn.functional.conv2d(y * mask, k.expand(c, 1, -1, -1), padding=k.shape[-1] // 2, groups=c)
+    den = torch.nn.functional.conv2d(mask, k.expand(c, 1, -1, -1), padding=k.shape[-1] // 2, groups=c)
+    filled = num / den.clamp_min(1e-6)
+    return torch.where(mask.bool(), y, filled) if keep else filled
 
 
 def levers(task: str) -> dict:
@@ -91,9 +115,12 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
                                 factor=getattr(operator, "factor", None))
     preset.network_args = {**preset.network_args, **net_over}
     net = preset.build_network(gt.shape[1], seed=seed)
+    latent = None
+    if name.startswith("fill-input"):
+        latent = fill_input(y, operator.mask, keep=name == "fill-input-keep")
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
-    r = npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed,
+    r = npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed, latent=latent,
                 callback=lambda s: seen.__setitem__(s.iteration, metric(s.estimate.cpu(), gt)))
     scores, last = [], float("nan")
     for it in range(r.iterations_run):
@@ -134,7 +161,7 @@ def main() -> None:
     if bad:
         raise SystemExit(f"error: unknown lever(s) {', '.join(bad)} for {task}; use {', '.join(levers(task))}")
     print(f"{label}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    marks = [m for m in (100, 200, 300, 400, 600, 800, 1000, 1600, 2000, 3000) if m <= a.iterations]
+    marks = [m for m in (100, 200, 300, 400, 600, 800, 1000, 1600, 2000, 3000, 4000, 6000, 8000, 11000) if m <= a.iterations]
     print("| lever | s/it | " + " | ".join(f"@{m}" for m in marks) + f" | peak | time to {a.target:g} dB |")
     print("|---|---|" + "---|" * len(marks) + "---|---|")
     for name in a.lever or ["default"]:

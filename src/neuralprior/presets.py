@@ -24,6 +24,8 @@ PAPER_NET: dict = {}
 # Lighter hourglass used by the default presets: few channels at full resolution, where the cost is.
 LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], channels_skip=4)
 FAST = dict(precision="auto", channels_last=True)
+# more channels at the top levels (inpainting `quality`): better final quality, about 2.3x the CPU time at 512x512
+WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
 # denoising from the noisy image with the SURE loss converges in hundreds of iterations, not thousands:
 # a shorter window and patience for its automatic stop (patience 200: a fit can stall for 150 iterations and resume)
 SURE_STOP = dict(window=20, patience=200, min_iterations=100, tolerance=0.007)
@@ -100,6 +102,10 @@ def _presets() -> list[Preset]:
           fit=FitConfig(num_iter=6000, lr=0.01, reg_noise_std=0.01, ema=0.99, **FAST),
           description="light hourglass, nearest upsampling, sigma_p 0.01 (converges faster than the paper's 0.03), "
                       "bfloat16 where fast, automatic stop"),
+        P("quality", "inpaint", network_args=dict(WIDE_TOP_NET, upsample="nearest"),
+          fit=FitConfig(num_iter=6000, lr=0.01, reg_noise_std=0.01, ema=0.99, **FAST),
+          description="default with 32 channels at full resolution and skip 8: higher final PSNR "
+                      "(barbara +1.9 dB at 6000), about 2.3x the time per iteration on a CPU"),
         P("paper", "inpaint", network_args=dict(channels_skip=128, upsample="nearest"),
           fit=FitConfig(num_iter=6001, lr=0.01, reg_noise_std=0.03, ema=0.0, guard=False), stop="none",
           description="inpainting.ipynb (kate, text masks): 6001 it, skip 128, nearest"),
