@@ -14,8 +14,9 @@ Writes ``stopping.csv`` and ``stopping.md`` (a markdown table) to ``--out`` as r
 other rule settings (tolerance, patience) can be evaluated without fitting again:
 
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.002 --patience 200
+    python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.008 --tolerance-power 2
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), Set5 x4 (5, Y PSNR shaved 4), and
-synthetic Gaussian noise sigma 15/25/50 on scikit-image's astronaut and coffee.
+synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee.
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def _tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(a[..., None] if a.ndim == 2 else a).permute(2, 0, 1)[None].contiguous()
 
 
-def cases(data: Path, which: set[str] | None):
-    """(name, task, observation, ground truth, kwargs, metric)."""
+def cases(data: Path, which: set[str] | None, sigmas=(15, 25, 50)):
+    """(name, task, observation, ground truth, kwargs, metric); ``sigmas``: the synthetic noise levels."""
     if (data / "denoise-sigma25").is_dir():
         for n in ("F16", "kodim03", "peppers"):
             y, _ = npr.load_image(data / "denoise-sigma25" / f"{n}_noisy.png")
@@ -69,7 +70,7 @@ def cases(data: Path, which: set[str] | None):
 
     for img_name, img in (("astronaut", skd.astronaut()), ("coffee", skd.coffee())):
         clean = _tensor(Image.fromarray(img))
-        for sigma in (15, 25, 50):
+        for sigma in sigmas:
             g = torch.Generator().manual_seed(sigma)
             noisy = torch.round((clean + sigma / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
             yield f"synthetic-{img_name}-s{sigma}", "denoise", noisy, clean, {}, psnr
@@ -121,10 +122,11 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         dict(case=name, iterations=iterations, scores=scores, variances=rule.variances, noise_level=rule.noise_level,
              pool=rule.pool,
              rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
-                       tolerance=rule.tolerance))
+                       tolerance=rule.tolerance, tolerance_power=rule.tolerance_power))
 
 
-def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None):
+def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
+           tolerance_power: float = 1.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
     the saved windowed variances go through the rule's own decision (``WindowedVariance.judge``).
 
@@ -133,7 +135,7 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
     q = dict(zip(series["iterations"], series["scores"]))
     its = series["iterations"]
     rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
-                            tolerance=tolerance)
+                            tolerance=tolerance, tolerance_power=tolerance_power)
     rule.noise_level = level
     first = series["variances"][0][0] if series["variances"] else its[-1]
     best_it = max((i for i in its if i < first), default=its[0])   # before the window fills: the latest
@@ -155,8 +157,9 @@ def main_replay(args) -> None:
         s = json.loads(f.read_text())
         r = s["rule"]
         level = s["noise_level"] or args.level
+        power = r.get("tolerance_power", 1.0) if args.tolerance_power is None else args.tolerance_power
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   r["tolerance"] if args.tolerance is None else args.tolerance, level)
+                                   r["tolerance"] if args.tolerance is None else args.tolerance, level, power)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
@@ -172,11 +175,15 @@ def main() -> None:
     p.add_argument("--crop", type=int, help="denoising and inpainting cases: centred square crop of this side "
                                             "(faster runs)")
     p.add_argument("--out", default="stopping-results")
+    p.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50],
+                   help="noise levels of the synthetic cases, in 8-bit grey levels (default: %(default)s)")
     p.add_argument("--replay", metavar="DIR", help="no fitting: replay the saved series in DIR (an --out/series "
                                                    "folder) with other rule settings, given below")
     p.add_argument("--patience", type=int)
     p.add_argument("--min-iterations", type=int)
     p.add_argument("--tolerance", type=float)
+    p.add_argument("--tolerance-power", type=float, help="with --replay: the rule's tolerance_power "
+                   "(default: the series' own; series saved before it existed: 1)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     args = p.parse_args()
     if args.replay:
@@ -190,7 +197,7 @@ def main() -> None:
     md.write_text(f"Machine: {machine}. Preset: {args.preset}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it | s to stop |\n"
                   "|---|---|---|---|---|---|---|---|---|---|\n")
-    todo = list(cases(Path(args.data), None))
+    todo = list(cases(Path(args.data), None, args.sigmas))
     if args.only:           # the cases named, in the order named
         todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
     for name, task, y, gt, kw, metric in (crop_case(c, args.crop) for c in todo):

@@ -56,6 +56,11 @@ class FixedIterations(StoppingRule):
         return Decision(best=True, stop=done, reason=f"fixed iteration count {self.n}" if done else "")
 
 
+REFERENCE_NOISE = 25 / 255
+"""σ_ref of :class:`WindowedVariance`'s ``tolerance_power``: the noise level at which ``tolerance``
+is a fraction of σ whatever the power (σ = 25 in 8-bit grey levels)."""
+
+
 class WindowedVariance(StoppingRule):
     """ES-WMV: stop when the windowed variance of the estimates has not decreased for ``patience`` steps.
 
@@ -71,15 +76,22 @@ class WindowedVariance(StoppingRule):
     tolerance : also stop once the estimate has settled: when the root of the windowed variance
         falls below ``tolerance`` x :attr:`noise_level` (the noise std, which :func:`~neuralprior.fit`
         sets when it knows it, e.g. for the SURE loss). 0 = off.
+    tolerance_power : how the settled threshold grows with noise stronger than σ_ref = 25/255
+        (:data:`REFERENCE_NOISE`): it is ``tolerance`` x σ up to σ_ref and ``tolerance`` x σ x
+        (σ / σ_ref) ** (tolerance_power - 1) above. 1: proportional to σ throughout. Above 1, the
+        stronger the noise, the sooner the estimate counts as settled: a fit on strong noise
+        reaches its best sooner and then slowly fits the noise, while the windowed variance,
+        relative to σ, falls about as on weaker noise.
     """
 
     name = "auto"
 
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
-                 max_pixels: int = 128 * 128, tolerance: float = 0.0):
+                 max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0):
         self.window, self.patience, self.min_iterations = int(window), int(patience), int(min_iterations)
         self.max_pixels = int(max_pixels)
         self.tolerance = float(tolerance)
+        self.tolerance_power = float(tolerance_power)
         self.noise_level: float | None = None
         self.reset()
 
@@ -116,6 +128,13 @@ class WindowedVariance(StoppingRule):
             return Decision(best=True)
         return self.judge(iteration, float(self._buf.var(dim=0, unbiased=False).mean()) * self.pool ** 2)
 
+    def settled_std(self) -> float:
+        """The windowed std per pixel below which the estimate counts as settled (0: no such stop)."""
+        if not (self.tolerance > 0 and self.noise_level):
+            return 0.0
+        sigma = self.noise_level
+        return self.tolerance * sigma * max(1.0, sigma / REFERENCE_NOISE) ** (self.tolerance_power - 1)
+
     def judge(self, iteration: int, var: float) -> Decision:
         """The decision for a windowed variance ``var`` (per pixel) at ``iteration``; :meth:`update` computes
         it from the estimates, a saved series can be replayed through this directly."""
@@ -124,9 +143,10 @@ class WindowedVariance(StoppingRule):
             return Decision(best=True)
         if var < self.best_variance:
             self.best_variance, self.best_iteration = var, iteration
-            if self.tolerance > 0 and self.noise_level and var ** 0.5 <= self.tolerance * self.noise_level:
-                return Decision(best=True, stop=True,
-                                reason=f"estimate settled: windowed std below {self.tolerance:g} x the noise level")
+            limit = self.settled_std()
+            if limit > 0 and var ** 0.5 <= limit:
+                return Decision(best=True, stop=True, reason=f"estimate settled: windowed std below {limit:.3g} "
+                                                             f"({limit / self.noise_level:.3g} x the noise level)")
             return Decision(best=True)
         if iteration - self.best_iteration >= self.patience:
             return Decision(stop=True, reason=f"windowed variance has not decreased for {self.patience} iterations "
