@@ -28,7 +28,7 @@ from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
 from stopping import cases, crop_case
 
-WIDE_TOP = WIDE_TOP_NET      # 32 channels at full resolution, skip 8 (the inpainting `quality` preset)
+WIDE_TOP = WIDE_TOP_NET      # 32 channels at full resolution, skip 8 (the `quality` presets' network)
 PAPER_WIDTH = dict(channels_down=[128] * 5, channels_up=[128] * 5)
 # the classic deep image prior: z ~ U(0, 0.1), MSE to the noisy image, sigma_p 1/30
 NOISE_INPUT = dict(input_kind="noise", loss="mse", reg_noise_std=1 / 30)
@@ -78,8 +78,6 @@ LEVERS = {
         # inpainting: the input z is the observation filled in (see fill_input), not random noise
         "fill-input": ({}, dict(input_kind="observation")),
         "fill-input-keep": ({}, dict(input_kind="observation")),
-        "fill-input-sigma-p0.03": ({}, dict(input_kind="observation", reg_noise_std=0.03)),
-        "fill-input-wide-top": (WIDE_TOP, dict(input_kind="observation")),
     },
 }
 
@@ -117,6 +115,8 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     net = preset.build_network(gt.shape[1], seed=seed)
     latent = None
     if name.startswith("fill-input"):
+        if task != "inpaint":
+            raise SystemExit(f"error: lever {name} is for inpainting cases")
         latent = fill_input(y, operator.mask, keep=name == "fill-input-keep")
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
