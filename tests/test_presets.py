@@ -267,12 +267,3 @@ def test_inpaint_quality_preset_is_the_default_with_a_wider_top(astronaut_crop):
     base = float(-10 * torch.log10(((x[~missing].mean() - x)[missing] ** 2).mean()))
     assert ours > base + 6, f"quality preset: {ours:.2f} dB on missing pixels, mean fill {base:.2f} dB"
 
-
-def test_super_resolution_quality_preset_is_the_default_with_a_wider_top(astronaut_crop):
-    d, q = get_preset("super-resolve", "default"), get_preset("super-resolve", "quality")
-    assert q.fit == d.fit and q.stop == d.stop == "auto"
-    assert q.network_args["channels_down"][0] == 32 and q.network_args["channels_skip"] == 8
-    assert get_preset("super-resolve", "quality", factor=8).fit.num_iter == 4000    # the factor rule applies too
-    lr = torch.nn.functional.avg_pool2d(astronaut_crop, 4)                         # 16x16 -> 64x64
-    r = neuralprior.super_resolve(lr, 4, preset="quality", device="cpu", num_iter=2, stop="none")
-    assert r.image.shape == (1, 3, 64, 64) and r.config["num_iter"] == 2

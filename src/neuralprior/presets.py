@@ -24,7 +24,7 @@ PAPER_NET: dict = {}
 # Lighter hourglass used by the default presets: few channels at full resolution, where the cost is.
 LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], channels_skip=4)
 FAST = dict(precision="auto", channels_last=True)
-# more channels at the top levels (inpainting and super-resolution `quality`): better final quality,
+# more channels at the top levels (inpainting `quality`): better final quality,
 # 1.5x (256x256) to 2.3x (512x512) the CPU time per iteration
 WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
 # denoising from the noisy image with the SURE loss converges in hundreds of iterations, not thousands:
@@ -119,10 +119,6 @@ def _presets() -> list[Preset]:
         P("default", "super-resolve", network_args=LIGHT_NET,
           fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
           description="light hourglass, bfloat16 where fast, automatic stop"),
-        P("quality", "super-resolve", network_args=WIDE_TOP_NET,
-          fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
-          description="default with 32 channels at full resolution and skip 8: above the published DIP "
-                      "results on Set5 x4 within 2000 it, about 1.5x the time per iteration on a CPU"),
         P("paper", "super-resolve", fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.0, guard=False),
           stop="none", description="super-resolution.ipynb: x4 2000 it sigma_p 0.03; x8 4000 it sigma_p 0.05", **sr),
         # plain reconstruction: fit the image itself (the lab's first experiment)
