@@ -150,6 +150,22 @@ def test_per_level_kernels_dilation_and_no_1x1(rng):
           rng, size=32)
 
 
+@pytest.mark.parametrize("down", ["stride", "avg"])
+def test_separable_convolutions(down, rng):
+    # each 3x3 convolution becomes depthwise 3x3 (9 weights per input channel) + 1x1 (cin x cout + bias)
+    net = SkipNet(**TINY, separable=True, downsample=down)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.kernel_size == (1, 1) or m.groups == m.in_channels for m in convs)
+    assert any(m.groups > 1 for m in convs)
+    x = _runs(net, rng)
+    assert x.shape[-2:] == (16, 16)
+    # the light network of the default presets: about 6x fewer weights
+    light = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], channels_skip=4)
+    assert count_parameters(SkipNet(**light)) > 6 * count_parameters(SkipNet(**light, separable=True))
+    top = SkipNet(**TINY, separable=[True, False])          # per level: the first level only
+    assert count_parameters(SkipNet(**TINY)) > count_parameters(top) > count_parameters(net)
+
+
 @pytest.mark.parametrize("act", ["ReLU", "GELU"])
 @pytest.mark.parametrize("norm", ["batch", "instance", "none"])
 @pytest.mark.parametrize("up", ["nearest", "bilinear"])

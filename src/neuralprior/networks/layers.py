@@ -61,18 +61,25 @@ class LanczosDown(nn.Module):
 
 
 def conv(cin: int, cout: int, kernel: int = 3, *, stride: int = 1, pad: str = "reflection",
-         dilation: int = 1, downsample: str = "stride", bias: bool = True) -> nn.Module:
+         dilation: int = 1, downsample: str = "stride", bias: bool = True, separable: bool = False) -> nn.Module:
     """Convolution keeping H x W (``stride`` 1) or halving it (``stride`` 2, by ``downsample``).
 
     ``downsample``: ``stride`` (strided convolution, the paper's), ``avg``, ``max`` or ``lanczos``
-    (stride-1 convolution followed by pooling / a fixed Lanczos filter).
+    (stride-1 convolution followed by pooling / a fixed Lanczos filter). ``separable``: a
+    ``kernel`` x ``kernel`` convolution becomes a depthwise one (one filter per input channel)
+    followed by a 1x1 convolution mixing the channels (MobileNet's depthwise-separable convolution).
     """
     if pad not in PAD_MODES:
         raise NeuralPriorError(f"unknown padding {pad!r}; use reflection, zero, replicate or circular")
     padding = dilation * (kernel - 1) // 2
     conv_stride = stride if downsample == "stride" else 1
-    layer = nn.Conv2d(cin, cout, kernel, stride=conv_stride, padding=padding, dilation=dilation,
-                      padding_mode=PAD_MODES[pad], bias=bias)
+    if separable and kernel > 1:
+        layer = nn.Sequential(nn.Conv2d(cin, cin, kernel, stride=conv_stride, padding=padding, dilation=dilation,
+                                        padding_mode=PAD_MODES[pad], groups=cin, bias=False),
+                              nn.Conv2d(cin, cout, 1, bias=bias))
+    else:
+        layer = nn.Conv2d(cin, cout, kernel, stride=conv_stride, padding=padding, dilation=dilation,
+                          padding_mode=PAD_MODES[pad], bias=bias)
     if stride == 1 or downsample == "stride":
         return layer
     if downsample == "avg":

@@ -43,6 +43,8 @@ class SkipConfig:
     norm: str = "batch"              # batch | instance | group | none
     need_1x1_up: bool = True         # extra 1x1 conv at the end of each decoder level
     sigmoid: bool = True             # squash the output to [0, 1]
+    separable: list | bool = False   # depthwise-separable 3x3 convolutions (depthwise + 1x1) at each level:
+                                     # about 6x fewer weights (docs/performance.md)
 
     @property
     def depth(self) -> int:
@@ -78,11 +80,13 @@ class SkipNet(nn.Module):
         dil = _per_level(cfg.dilation, d, "dilation")
         dmode = _per_level(cfg.downsample, d, "downsample")
         umode = _per_level(cfg.upsample, d, "upsample")
+        sep = _per_level(cfg.separable, d, "separable")
         kw = dict(act=cfg.act, norm_name=cfg.norm)
 
         inner: nn.Module | None = None
         for i in reversed(range(d)):           # build from the bottleneck outwards
             cin = cfg.in_channels if i == 0 else down[i - 1]
+            kw["separable"] = sep[i]
             deeper = [*block(cin, down[i], kd[i], stride=2, pad=cfg.pad, downsample=dmode[i], **kw),
                       *block(down[i], down[i], kd[i], pad=cfg.pad, dilation=dil[i], **kw)]
             if inner is not None:
