@@ -3,11 +3,13 @@
     python benchmarks/levers.py NOISY GT [--crop 256] [--iterations 800] [--lever NAME ...] [--target 31.18]
     python benchmarks/levers.py --case inpaint-house --crop 256 --iterations 1000 --lever default --lever lr0.02
     python benchmarks/levers.py --case sr4-butterfly --iterations 1000 --lever default --target 26.19
+    python benchmarks/levers.py --case denoise-F16 --crop 0 --iterations 1000 --lever separable --stop auto
 
 The first form denoises NOISY against GT; ``--case`` takes a case of ``benchmarks/stopping.py``
 (denoise-F16, inpaint-house, sr4-butterfly, synthetic-coffee-s50, ...) from ``--data``.
 Each lever is a named change to the task's default preset (network, fitting settings or input);
-"default" is the preset itself. Runs use no stopping rule, so the curves are comparable.
+"default" is the preset itself. Runs use no stopping rule, so the curves are comparable
+(``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too).
 Prints a markdown table: s/it, quality after 100/200/... iterations (RGB PSNR; Y PSNR with 4
 pixels shaved for super-resolution), the oracle peak and the time to reach --target (ground
 truth is only measured, it never drives the fit).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,7 +37,7 @@ PAPER_WIDTH = dict(channels_down=[128] * 5, channels_up=[128] * 5)
 NOISE_INPUT = dict(input_kind="noise", loss="mse", reg_noise_std=1 / 30)
 # z = the noisy image, Stein's unbiased risk estimate as the loss (noise level estimated from the image)
 SURE = dict(input_kind="observation", loss="sure", noise_sigma=None)
-# name: (network overrides, FitConfig overrides), both on top of the task's default preset
+# name: (network overrides, FitConfig overrides[, preset]), both on top of the task's default preset (or the one named)
 LEVERS = {
     "denoise": {
         "default": ({}, {}),
@@ -57,6 +60,18 @@ LEVERS = {
         "bilinear-up": (dict(upsample="bilinear"), {}),
         # half the channels at full resolution, where most of the cost is
         "top8": (dict(channels_down=[8, 32, 64, 128, 128], channels_up=[8, 32, 64, 128, 128]), {}),
+        # depthwise-separable 3x3 convolutions at every level, or at the full-resolution level only
+        "separable": (dict(separable=True), {}),
+        "separable-top": (dict(separable=[True, False, False, False, False]), {}),
+        # cosine decay of the learning rate to a tenth over the run (--iterations)
+        "lr-decay": ({}, dict(lr_decay_to=0.1)),
+        # the Deep Decoder (the `decoder` preset: random z, MSE, under-parameterised), not the default's fit
+        "deep-decoder": ({}, {}, "decoder"),
+        # a third of the iterations on the image downscaled 2x (a quarter of the pixels), then the rest on the
+        # image with the same weights; the coarse estimates are scored upsampled (bilinear)
+        "coarse-to-fine": ({}, {}),
+        # two fits from different seeds, their estimates averaged: each "iteration" is one step of both
+        "restarts-2": ({}, {}),
     },
     # inpainting and super-resolution fit random z through their operator
     "other": {
@@ -64,6 +79,7 @@ LEVERS = {
         "lr0.005": ({}, dict(lr=0.005)),
         "lr0.02": ({}, dict(lr=0.02)),
         "lr0.05": ({}, dict(lr=0.05)),
+        "lr-decay": ({}, dict(lr_decay_to=0.1)),
         "no-ema": ({}, dict(ema=0.0)),
         "ema0.95": ({}, dict(ema=0.95)),
         "sigma-p0": ({}, dict(reg_noise_std=0.0)),
@@ -78,6 +94,9 @@ LEVERS = {
         # inpainting: the input z is the observation filled in (see fill_input), not random noise
         "fill-input": ({}, dict(input_kind="observation")),
         "fill-input-keep": ({}, dict(input_kind="observation")),
+        # super-resolution: the input z is the observation upsampled (bicubic) to the output size
+        "upsampled-input": ({}, dict(input_kind="observation")),
+        "upsampled-input-sigma-p0.1": ({}, dict(input_kind="observation", reg_noise_std=0.1)),
     },
 }
 
@@ -103,30 +122,71 @@ def levers(task: str) -> dict:
     return LEVERS["denoise" if task == "denoise" else "other"]
 
 
-def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: int):
-    """Fit with lever ``name``; returns (quality per iteration, seconds per iteration).
+def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: int, auto: bool = False):
+    """Fit with lever ``name``; returns (quality per iteration, seconds per iteration, stop).
+
+    ``auto``: the preset's automatic stopping rule ends the fit, and ``stop`` is (iteration of the
+    returned estimate, its quality); otherwise no rule and ``stop`` is None.
 
     An iteration the divergence guard rolls back reports no estimate: it keeps the previous one's quality.
     """
-    net_over, fit_over = levers(task)[name]
-    preset = _configured_preset(task, "default", dict(fit_over, num_iter=iterations),
+    net_over, fit_over, *base = levers(task)[name]
+    preset = _configured_preset(task, base[0] if base else "default", dict(fit_over, num_iter=iterations),
                                 factor=getattr(operator, "factor", None))
     preset.network_args = {**preset.network_args, **net_over}
     net = preset.build_network(gt.shape[1], seed=seed)
+    if name in ("coarse-to-fine", "restarts-2"):
+        if auto:
+            raise SystemExit(f"error: lever {name} runs without --stop auto")
+        return run_staged(name, y, gt, operator, metric, preset, net, iterations, seed)
     latent = None
     if name.startswith("fill-input"):
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         latent = fill_input(y, operator.mask, keep=name == "fill-input-keep")
+    if name.startswith("upsampled-input"):
+        if task != "super-resolve":
+            raise SystemExit(f"error: lever {name} is for super-resolution cases")
+        latent = torch.nn.functional.interpolate(y, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
-    r = npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed, latent=latent,
+    r = npr.fit(y, operator, net=net, config=preset.fit, stop=preset.stopping_rule() if auto else "none",
+                seed=seed, latent=latent,
                 callback=lambda s: seen.__setitem__(s.iteration, metric(s.estimate.cpu(), gt)))
     scores, last = [], float("nan")
     for it in range(r.iterations_run):
         last = seen.get(it, last)
         scores.append(last)
-    return scores, (time.perf_counter() - t0) / r.iterations_run
+    stop = (r.stopped_at, metric(r.image, gt)) if auto else None
+    return scores, (time.perf_counter() - t0) / r.iterations_run, stop
+
+
+def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed: int):
+    """The two levers made of several fits (denoising only): ``coarse-to-fine`` and ``restarts-2``."""
+    seen: dict[int, float] = {}
+    t0 = time.perf_counter()
+    if name == "coarse-to-fine":
+        coarse = iterations // 3
+        small = torch.nn.functional.avg_pool2d(y, 2)
+        up = lambda e: torch.nn.functional.interpolate(e, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+        npr.fit(small, net=net, config=replace(preset.fit, num_iter=coarse), stop="none", seed=seed,
+                callback=lambda s: seen.__setitem__(s.iteration, metric(up(s.estimate.cpu()).clamp(0, 1), gt)))
+        npr.fit(y, net=net, config=replace(preset.fit, num_iter=iterations - coarse), stop="none", seed=seed,
+                callback=lambda s: seen.__setitem__(coarse + s.iteration, metric(s.estimate.cpu(), gt)))
+    else:       # restarts-2: the first fit's estimates are kept (on the CPU) to average with the second's
+        first: dict[int, torch.Tensor] = {}
+        npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed,
+                callback=lambda s: first.__setitem__(s.iteration, s.estimate.cpu()))
+        for it in range(1, iterations):         # an iteration rolled back by the guard keeps the previous estimate
+            first.setdefault(it, first[it - 1])
+        npr.fit(y, operator, net=preset.build_network(gt.shape[1], seed=seed + 1), config=preset.fit, stop="none",
+                seed=seed + 1, callback=lambda s: seen.__setitem__(
+                    s.iteration, metric((first.pop(s.iteration) + s.estimate.cpu()) / 2, gt)))
+    scores, last = [], float("nan")
+    for it in range(iterations):
+        last = seen.get(it, last)
+        scores.append(last)
+    return scores, (time.perf_counter() - t0) / iterations, None
 
 
 def problem(a):
@@ -155,6 +215,8 @@ def main() -> None:
     p.add_argument("--lever", action="append")
     p.add_argument("--target", type=float, default=31.18)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop", choices=["none", "auto"], default="none",
+                   help="auto: the preset's automatic stop ends each run (its returned estimate is reported)")
     a = p.parse_args()
     task, y, gt, op, metric, label = problem(a)
     bad = [n for n in a.lever or [] if n not in levers(task)]
@@ -162,15 +224,18 @@ def main() -> None:
         raise SystemExit(f"error: unknown lever(s) {', '.join(bad)} for {task}; use {', '.join(levers(task))}")
     print(f"{label}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     marks = [m for m in (100, 200, 300, 400, 600, 800, 1000, 1600, 2000, 3000, 4000, 6000, 8000, 11000) if m <= a.iterations]
-    print("| lever | s/it | " + " | ".join(f"@{m}" for m in marks) + f" | peak | time to {a.target:g} dB |")
-    print("|---|---|" + "---|" * len(marks) + "---|---|")
+    auto = a.stop == "auto"
+    extra = " automatic stop: returned (iterations run) | quality returned |" if auto else ""
+    print("| lever | s/it | " + " | ".join(f"@{m}" for m in marks) + f" | peak | time to {a.target:g} dB |" + extra)
+    print("|---|---|" + "---|" * len(marks) + "---|---|" + "---|---|" * auto)
     for name in a.lever or ["default"]:
-        ps, spi = run(task, name, y, gt, op, metric, a.iterations, a.seed)
+        ps, spi, stop = run(task, name, y, gt, op, metric, a.iterations, a.seed, auto)
         best_it = max(range(len(ps)), key=ps.__getitem__)
         reach = next((i for i, v in enumerate(ps) if v >= a.target), None)
         reach_s = f"{(reach + 1) * spi:.0f} s ({reach + 1} it)" if reach is not None else "not reached"
-        print(f"| {name} | {spi:.3f} | " + " | ".join(f"{ps[m - 1]:.2f}" for m in marks)
-              + f" | {ps[best_it]:.2f} @ {best_it + 1} | {reach_s} |", flush=True)
+        row = " | ".join(f"{ps[m - 1]:.2f}" if m <= len(ps) else "-" for m in marks)
+        stop_s = f" {stop[0]} ({len(ps)}) | {stop[1]:.2f} |" if stop else ""
+        print(f"| {name} | {spi:.3f} | {row} | {ps[best_it]:.2f} @ {best_it + 1} | {reach_s} |{stop_s}", flush=True)
 
 
 if __name__ == "__main__":

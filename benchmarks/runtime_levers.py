@@ -1,0 +1,81 @@
+"""Seconds per iteration of a task's `default` preset under run-time levers: threads and torch.compile.
+
+    python benchmarks/runtime_levers.py --case denoise-F16 --crop 256 [--iterations 60] [--lever NAME ...]
+
+The fit itself is timed (the real step of the preset, SURE pair included for denoising), through
+``neuralprior.fit`` with a callback: the median time between iterations after the first
+``--warmup`` ones. torch.compile's own compilation time is reported separately (it is the
+difference between the first iteration and a plain one). Cases are those of
+``benchmarks/stopping.py``, read from ``--data``. Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import neuralprior as npr
+from neuralprior.tasks import _configured_preset, _operator
+from stopping import cases, crop_case
+
+# name: (torch threads or None for the default, torch.compile mode or None)
+LEVERS = {
+    "eager": (None, None),
+    "threads-1": (1, None),
+    "threads-4": (4, None),
+    "compile": (None, "default"),
+    "compile-max-autotune": (None, "max-autotune-no-cudagraphs"),
+}
+
+
+def time_fit(task, y, gt, operator, threads, mode, iterations: int, warmup: int, seed: int = 0):
+    """(median s/it after ``warmup`` iterations, seconds of the first iteration)."""
+    default_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        preset = _configured_preset(task, "default", dict(num_iter=iterations), factor=getattr(operator, "factor", None))
+        net = preset.build_network(gt.shape[1], seed=seed)
+        if mode:
+            torch._dynamo.reset()
+            net = torch.compile(net, mode=mode)
+        stamps = [time.perf_counter()]
+        npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed,
+                callback=lambda s: stamps.append(time.perf_counter()))
+    finally:
+        torch.set_num_threads(default_threads)
+    steps = sorted(b - a for a, b in zip(stamps[warmup + 1:], stamps[warmup + 2:]))
+    return steps[len(steps) // 2], stamps[1] - stamps[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--case", default="denoise-F16", help="a case of benchmarks/stopping.py")
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--crop", type=int, default=256, help="centred square crop (0: whole image; not for SR)")
+    p.add_argument("--iterations", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--lever", action="append", choices=list(LEVERS))
+    a = p.parse_args()
+    if a.iterations < a.warmup + 3:
+        raise SystemExit(f"error: --iterations must be at least --warmup + 3 ({a.warmup + 3})")
+    found = [c for c in cases(Path(a.data), None) if c[0] == a.case]
+    if not found:
+        raise SystemExit(f"error: no case {a.case!r} in {a.data}")
+    name, task, y, gt, kw, _ = crop_case(found[0], a.crop)
+    op = _operator(task, y, kw.get("mask"), kw.get("factor"))
+    print(f"{name} ({gt.shape[-2]}x{gt.shape[-1]}), {platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads by default")
+    print("| lever | threads | s/it | first iteration s |")
+    print("|---|---|---|---|")
+    for lever in a.lever or ["eager"]:
+        threads, mode = LEVERS[lever]
+        spi, first = time_fit(task, y, gt, op, threads, mode, a.iterations, a.warmup)
+        print(f"| {lever} | {threads or torch.get_num_threads()} | {spi:.3f} | {first:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
