@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -122,11 +123,13 @@ def levers(task: str) -> dict:
     return LEVERS["denoise" if task == "denoise" else "other"]
 
 
-def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: int, auto: bool = False):
+def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: int, auto: bool = False,
+        progress: int = 0):
     """Fit with lever ``name``; returns (quality per iteration, seconds per iteration, stop).
 
     ``auto``: the preset's automatic stopping rule ends the fit, and ``stop`` is (iteration of the
-    returned estimate, its quality); otherwise no rule and ``stop`` is None.
+    returned estimate, its quality); otherwise no rule and ``stop`` is None. ``progress`` > 0: every
+    that many iterations, the quality and the elapsed time go to stderr (long runs).
 
     An iteration the divergence guard rolls back reports no estimate: it keeps the previous one's quality.
     """
@@ -150,9 +153,15 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         latent = torch.nn.functional.interpolate(y, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
+
+    def record(s):
+        seen[s.iteration] = metric(s.estimate.cpu(), gt)
+        if progress and (s.iteration + 1) % progress == 0:
+            print(f"{name}: iteration {s.iteration + 1}, {seen[s.iteration]:.2f}, {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
     r = npr.fit(y, operator, net=net, config=preset.fit, stop=preset.stopping_rule() if auto else "none",
                 seed=seed, latent=latent,
-                callback=lambda s: seen.__setitem__(s.iteration, metric(s.estimate.cpu(), gt)))
+                callback=record)
     scores, last = [], float("nan")
     for it in range(r.iterations_run):
         last = seen.get(it, last)
@@ -217,6 +226,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop", choices=["none", "auto"], default="none",
                    help="auto: the preset's automatic stop ends each run (its returned estimate is reported)")
+    p.add_argument("--progress", type=int, default=0, metavar="N",
+                   help="print the quality and elapsed time to stderr every N iterations")
     a = p.parse_args()
     task, y, gt, op, metric, label = problem(a)
     bad = [n for n in a.lever or [] if n not in levers(task)]
@@ -229,7 +240,7 @@ def main() -> None:
     print("| lever | s/it | " + " | ".join(f"@{m}" for m in marks) + f" | peak | time to {a.target:g} dB |" + extra)
     print("|---|---|" + "---|" * len(marks) + "---|---|" + "---|---|" * auto)
     for name in a.lever or ["default"]:
-        ps, spi, stop = run(task, name, y, gt, op, metric, a.iterations, a.seed, auto)
+        ps, spi, stop = run(task, name, y, gt, op, metric, a.iterations, a.seed, auto, a.progress)
         best_it = max(range(len(ps)), key=ps.__getitem__)
         reach = next((i for i, v in enumerate(ps) if v >= a.target), None)
         reach_s = f"{(reach + 1) * spi:.0f} s ({reach + 1} it)" if reach is not None else "not reached"
