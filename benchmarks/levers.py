@@ -201,7 +201,7 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
 def problem(a):
     """(task, observation, ground truth, operator, metric, label) from the command line."""
     if a.case:
-        found = [c for c in cases(Path(a.data), None) if c[0] == a.case]
+        found = [c for c in cases(Path(a.data)) if c[0] == a.case]
         if not found:
             raise SystemExit(f"error: no case {a.case!r} in {a.data}")
         case = found[0]

@@ -62,7 +62,7 @@ def main() -> None:
     a = p.parse_args()
     if a.iterations < a.warmup + 3:
         raise SystemExit(f"error: --iterations must be at least --warmup + 3 ({a.warmup + 3})")
-    found = [c for c in cases(Path(a.data), None) if c[0] == a.case]
+    found = [c for c in cases(Path(a.data)) if c[0] == a.case]
     if not found:
         raise SystemExit(f"error: no case {a.case!r} in {a.data}")
     name, task, y, gt, kw, _ = crop_case(found[0], a.crop)

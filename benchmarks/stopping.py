@@ -46,7 +46,7 @@ def _tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(a[..., None] if a.ndim == 2 else a).permute(2, 0, 1)[None].contiguous()
 
 
-def cases(data: Path, which: set[str] | None, sigmas=(15, 25, 50)):
+def cases(data: Path, sigmas=(15, 25, 50)):
     """(name, task, observation, ground truth, kwargs, metric); ``sigmas``: the synthetic noise levels."""
     if (data / "denoise-sigma25").is_dir():
         for n in ("F16", "kodim03", "peppers"):
@@ -197,7 +197,7 @@ def main() -> None:
     md.write_text(f"Machine: {machine}. Preset: {args.preset}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it | s to stop |\n"
                   "|---|---|---|---|---|---|---|---|---|---|\n")
-    todo = list(cases(Path(args.data), None, args.sigmas))
+    todo = list(cases(Path(args.data), args.sigmas))
     if args.only:           # the cases named, in the order named
         todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
     for name, task, y, gt, kw, metric in (crop_case(c, args.crop) for c in todo):
