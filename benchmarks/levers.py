@@ -50,6 +50,8 @@ LEVERS = {
         "sure-eps0.01-sp0": ({}, dict(SURE, sure_epsilon=0.01, reg_noise_std=0.0)),
         "sure-eps0.2-sp0": ({}, dict(SURE, sure_epsilon=0.2, reg_noise_std=0.0)),
         "sure-lr0.02": ({}, dict(SURE, lr=0.02)),
+        "nadam": ({}, dict(optimizer="nadam")),
+        "radam": ({}, dict(optimizer="radam")),
         "sure-float32": ({}, dict(SURE, precision="float32", channels_last=False)),
         "sure-skip16": (dict(channels_skip=16), SURE),
         "sigma-p-0.05": ({}, dict(reg_noise_std=0.05, reg_noise_per_variance=0.0)),

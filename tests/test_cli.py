@@ -65,6 +65,16 @@ def test_sigma_p_option_replaces_the_presets_perturbation(rgb, tmp_path):
     assert cfg["reg_noise_std"] == 0.02 and cfg["reg_noise_per_variance"] == 0
 
 
+def test_optimizer_option_reaches_the_fit(rgb, tmp_path, capsys):
+    out, rep = tmp_path / "out.png", tmp_path / "r.json"
+    assert run("denoise", rgb, "-o", out, "--report", rep, *FAST) == 0
+    assert json.loads(rep.read_text())["config"]["optimizer"] == "adam"
+    assert run("denoise", rgb, "-o", out, "--report", rep, "--optimizer", "radam", *FAST) == 0
+    assert json.loads(rep.read_text())["config"]["optimizer"] == "radam"
+    assert run("denoise", rgb, "-o", tmp_path / "bad.png", "--optimizer", "sgd", *FAST) == 2
+    assert "invalid choice: 'sgd'" in capsys.readouterr().err and not (tmp_path / "bad.png").exists()
+
+
 def test_super_resolve_output_is_factor_times_larger(rgb, tmp_path):
     out = tmp_path / "sr.png"
     assert run("super-resolve", rgb, "--factor", "3", "-o", out, *FAST) == 0

@@ -292,7 +292,8 @@ def test_explicit_image_shape_and_blur_operator(astronaut_crop):
 @pytest.mark.parametrize("overrides", [dict(loss="l1"), dict(loss="poisson"), dict(tv_weight=0.1),
                                        dict(lr_decay_to=0.1), dict(ema=0.0), dict(ema_warmup=False),
                                        dict(reg_noise_std=0.0), dict(channels_last=True),
-                                       dict(precision="bfloat16")])
+                                       dict(precision="bfloat16"), dict(optimizer="nadam"),
+                                       dict(optimizer="radam")])
 def test_config_variants_run(astronaut_crop, overrides):
     r = quick(astronaut_crop, config=FitConfig(num_iter=3, **overrides))
     assert r.image.shape == astronaut_crop.shape and torch.isfinite(r.image).all()
@@ -325,6 +326,7 @@ def test_meshgrid_input_and_given_latent(astronaut_crop):
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(config=FitConfig(num_iter=2, loss="huber")), NeuralPriorError, "unknown loss"),
     (dict(config=FitConfig(num_iter=2, precision="float8")), NeuralPriorError, "unknown precision"),
+    (dict(config=FitConfig(num_iter=2, optimizer="sgd")), NeuralPriorError, "unknown optimizer 'sgd'; use adam"),
     (dict(config=FitConfig(num_iter=2, input_kind="zeros")), ValueError, "unknown input kind"),
     (dict(device="tpu:0"), NeuralPriorError, "unknown device"),
 ])

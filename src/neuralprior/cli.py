@@ -74,7 +74,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run options")
     g.add_argument("--preset", default="default", help="preset name (see `neuralprior presets`); default: %(default)s")
     g.add_argument("--iterations", type=_positive_int, metavar="N", help="maximum number of iterations")
-    g.add_argument("--lr", type=_positive_float, help="Adam learning rate")
+    g.add_argument("--lr", type=_positive_float, help="learning rate")
+    g.add_argument("--optimizer", choices=["adam", "nadam", "radam"],
+                   help="optimiser of the network weights (default: the preset's, Adam)")
     g.add_argument("--loss", choices=["mse", "l1", "poisson", "sure"],
                    help="data term E: mse (Gaussian noise), l1 (outliers), poisson (photon counts), sure (Stein's "
                         "unbiased risk estimate, denoising from the noisy image); default: the preset's")
@@ -252,6 +254,8 @@ def _overrides(args) -> dict:
         o["num_iter"] = args.iterations
     if args.lr is not None:
         o["lr"] = args.lr
+    if getattr(args, "optimizer", None) is not None:
+        o["optimizer"] = args.optimizer
     if args.precision is not None:
         o["precision"] = args.precision
     if getattr(args, "no_cuda_graph", False):

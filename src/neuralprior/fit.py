@@ -68,6 +68,9 @@ class FitResult:
         return p[i], i
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam}
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Anisotropic total variation, mean absolute difference of neighbouring pixels."""
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
@@ -196,7 +199,10 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             rule.noise_level = sigma            # lets the rule judge when the estimate has settled
 
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, **({"fused": True} if dev.type == "cuda" else {}))
+    if cfg.optimizer not in OPTIMIZERS:
+        raise NeuralPriorError(f"unknown optimizer {cfg.optimizer!r}; use {', '.join(OPTIMIZERS)}")
+    fused = {"fused": True} if dev.type == "cuda" and cfg.optimizer == "adam" else {}
+    optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, **fused)
     last_good = [p.detach().clone() for p in params] if cfg.guard else []
     lr_scale, loss_avg = 1.0, None
     estimate = best = None
