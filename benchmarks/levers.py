@@ -164,12 +164,17 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     r = npr.fit(y, operator, net=net, config=preset.fit, stop=preset.stopping_rule() if auto else "none",
                 seed=seed, latent=latent,
                 callback=record)
+    stop = (r.stopped_at, metric(r.image, gt)) if auto else None
+    return _series(seen, r.iterations_run), (time.perf_counter() - t0) / r.iterations_run, stop
+
+
+def _series(seen: dict[int, float], iterations: int) -> list[float]:
+    """Quality per iteration; an iteration with none recorded (rolled back by the guard) keeps the previous one."""
     scores, last = [], float("nan")
-    for it in range(r.iterations_run):
+    for it in range(iterations):
         last = seen.get(it, last)
         scores.append(last)
-    stop = (r.stopped_at, metric(r.image, gt)) if auto else None
-    return scores, (time.perf_counter() - t0) / r.iterations_run, stop
+    return scores
 
 
 def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed: int):
@@ -193,11 +198,7 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
         npr.fit(y, operator, net=preset.build_network(gt.shape[1], seed=seed + 1), config=preset.fit, stop="none",
                 seed=seed + 1, callback=lambda s: seen.__setitem__(
                     s.iteration, metric((first.pop(s.iteration) + s.estimate.cpu()) / 2, gt)))
-    scores, last = [], float("nan")
-    for it in range(iterations):
-        last = seen.get(it, last)
-        scores.append(last)
-    return scores, (time.perf_counter() - t0) / iterations, None
+    return _series(seen, iterations), (time.perf_counter() - t0) / iterations, None
 
 
 def problem(a):

@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from ._validation import NeuralPriorError, check_positive_int
-from .fit import StopFitting
+from .fit import OPTIMIZERS, StopFitting
 from .io import ImageInfo, atomic_path, check_output_path, check_writable_file, load_image, load_mask, save_image
 from .metrics import psnr, ssim
 from .operators import parse_blur
@@ -75,7 +75,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", default="default", help="preset name (see `neuralprior presets`); default: %(default)s")
     g.add_argument("--iterations", type=_positive_int, metavar="N", help="maximum number of iterations")
     g.add_argument("--lr", type=_positive_float, help="learning rate")
-    g.add_argument("--optimizer", choices=["adam", "nadam", "radam"],
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS),
                    help="optimiser of the network weights (default: the preset's, Adam)")
     g.add_argument("--loss", choices=["mse", "l1", "poisson", "sure"],
                    help="data term E: mse (Gaussian noise), l1 (outliers), poisson (photon counts), sure (Stein's "
