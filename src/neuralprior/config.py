@@ -10,7 +10,7 @@ class FitConfig:
 
     num_iter: int = 3000            # maximum number of iterations (the stopping rule may end earlier)
     lr: float = 0.01                # Adam learning rate (paper: 0.01, 0.001 for 50% inpainting)
-    optimizer: str = "adam"         # "adam" (the paper's), "nadam" or "radam"
+    optimizer: str = "adam"         # "adam" (the paper's), "nadam" or "radam" (measured: neither helps, docs/performance.md)
     lr_decay_to: float = 1.0        # cosine decay of lr towards lr * lr_decay_to over num_iter (1 = constant, the paper)
     input_kind: str = "noise"       # z: "noise" (U(0, input_scale)), "meshgrid", or "observation" (z = y itself,
                                     # the noisy image: converges in far fewer iterations; denoising only)
