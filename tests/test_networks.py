@@ -209,3 +209,59 @@ def test_unknown_options_raise_value_error(kwargs, match):
 def test_unknown_option_name_raises_type_error():
     with pytest.raises(TypeError):
         SkipNet(widht=3)
+
+
+# --- nearest upsampling computed as a transposed convolution (same function, less arithmetic) ----
+
+def _unfused(net):
+    import copy
+    ref = copy.deepcopy(net)
+    for m in ref.modules():
+        if hasattr(m, "fused"):
+            m.fused = False
+    return ref
+
+
+@pytest.mark.parametrize("kwargs, fusable", [
+    (dict(pad="zero", upsample="nearest"), [True, True]),
+    (dict(pad="reflection", upsample="nearest"), [True, True]),
+    (dict(pad="replicate", upsample="nearest", channels_skip=[0, 2]), [True, True]),   # a level without skip
+    (dict(pad="circular", upsample="nearest", norm="none"), [True, True]),
+    (dict(upsample=["nearest", "bilinear"]), [True, False]),                          # only nearest levels
+    (dict(upsample="nearest", kernel_up=[3, 5]), [True, False]),                      # only 3x3 convolutions
+    (dict(upsample="nearest", separable=[True, False]), [False, True]),
+    (dict(upsample="nearest", norm="instance"), [False, False]),
+])
+def test_fused_nearest_levels_are_the_same_function(kwargs, fusable):
+    torch.manual_seed(0)
+    net = SkipNet(**{**TINY, **kwargs}).double()
+    assert [m.fusable for m in net.modules() if hasattr(m, "fusable")] == fusable
+    ref = _unfused(net)
+    z = torch.rand(2, 4, 16, 16, dtype=torch.float64)
+    out, out_ref = net(z), ref(z)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-12)
+    (out * torch.linspace(0, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    (out_ref * torch.linspace(0, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    for p, q in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-10)
+    for b, c in zip(net.buffers(), ref.buffers()):            # running statistics as batch norm keeps them
+        torch.testing.assert_close(b, c, rtol=0, atol=1e-12)
+    net.eval(), ref.eval()
+    torch.testing.assert_close(net(z), ref(z), rtol=0, atol=1e-12)
+
+
+def test_fused_levels_skip_the_upsampling_and_listing_shows_every_layer():
+    from neuralprior.inspect_net import summarize
+
+    net = SkipNet(**TINY, upsample="nearest", pad="zero")
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in net.modules()
+             if isinstance(m, torch.nn.Upsample)]
+    net(torch.rand(1, 4, 16, 16))
+    assert calls == []                              # fused: no upsampled tensor is made
+    _unfused(net)(torch.rand(1, 4, 16, 16))        # (the copy keeps the hooks)
+    assert len(calls) == 2                          # layer by layer: both levels upsample
+    for h in hooks:
+        h.remove()
+    layers, _, _ = summarize(net, (16, 16))
+    assert sum(layer.kind == "Upsample" for layer in layers) == 2      # the listing is layer by layer

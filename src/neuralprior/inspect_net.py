@@ -52,6 +52,9 @@ def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] =
     h, w = padded_size(*size, getattr(net, "multiple", 1))
     lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
     probe = copy.deepcopy(net).to(device)
+    for module in probe.modules():      # layer by layer, as defined (a fused SkipNet level skips its upsampling)
+        if hasattr(module, "fused"):
+            module.fused = False
     rows: list[LayerInfo] = []
     names = {m: n for n, m in probe.named_modules()}
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, asdict
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .._validation import NeuralPriorError
 from .layers import Concat, block, conv, norm, upsample
@@ -17,6 +18,94 @@ def _per_level(value, depth: int, name: str) -> list:
             raise NeuralPriorError(f"{name} has {len(value)} entries, expected one per level ({depth})")
         return list(value)
     return [value] * depth
+
+
+def _nearest_conv_kernel(w: torch.Tensor) -> torch.Tensor:
+    """The 4x4 kernel of the stride-2 transposed convolution equal to nearest 2x upsampling then ``w`` (3x3).
+
+    Nearest upsampling repeats each pixel over a 2x2 block, so each output pixel of the 3x3
+    convolution sees two input rows (and columns), the middle tap added to one of its neighbours:
+    taps (w2, w1 + w2, w0 + w1, w0) along each axis. Returns the (in, out, 4, 4) weight of
+    ``conv_transpose2d(..., stride=2, padding=1)``.
+    """
+    def taps(t: torch.Tensor, dim: int) -> torch.Tensor:
+        a, b, c = t.unbind(dim)
+        return torch.stack([c, b + c, a + b, a], dim)
+    return taps(taps(w, 2), 3).transpose(0, 1)
+
+
+# padding of a nearest-upsampled image = nearest upsampling of the image padded this way (by one pixel)
+_UPSAMPLED_PAD = {"reflect": "replicate", "replicate": "replicate", "circular": "circular"}
+
+
+def _norm_part(bn: nn.BatchNorm2d, x: torch.Tensor, part: slice, repeat: int = 1) -> torch.Tensor:
+    """``bn`` applied to channels ``part`` of its input, ``x`` holding just those channels.
+
+    ``repeat``: each pixel of ``x`` stands for ``repeat`` pixels of the input (nearest upsampling);
+    the running variance is updated with the unbiased correction of that many pixels, as ``bn``
+    would have done on the upsampled input.
+    """
+    stats = bn.running_mean is not None and (not bn.training or bn.track_running_stats)
+    update = stats and bn.training and repeat > 1
+    before = bn.running_var[part].clone() if update else None
+    out = F.batch_norm(x, bn.running_mean[part] if stats else None, bn.running_var[part] if stats else None,
+                       bn.weight[part] if bn.affine else None, bn.bias[part] if bn.affine else None,
+                       bn.training or bn.running_mean is None, bn.momentum, bn.eps)
+    if update:      # F.batch_norm used n / (n - 1) for n pixels; the upsampled input has N = repeat * n
+        n = x.numel() // x.shape[1]
+        big = repeat * n
+        kept = (1 - bn.momentum) * before
+        var = bn.running_var.data       # .data: the batch norm's backward keeps the buffer's version
+        var[part] = kept + (var[part] - kept) * (big / (big - 1)) * ((n - 1) / n)
+    return out
+
+
+class _Level(nn.Sequential):
+    """One level of :class:`SkipNet`: ``[skip || deeper (ending in 2x upsampling)] -> norm -> conv -> ...``.
+
+    When the upsampling is nearest and the convolution after the concatenation a plain 3x3 one
+    (any padding), the level is computed without upsampling (``fusable``): batch normalisation
+    commutes with nearest upsampling (each pixel is repeated four times: same mean and variance),
+    and nearest upsampling followed by a 3x3 convolution is one stride-2 transposed 4x4
+    convolution of the low-resolution channels (:func:`_nearest_conv_kernel`). Same function,
+    same parameters and the same gradients (up to rounding), about half the arithmetic on
+    the upsampled channels and no upsampled copy of them. ``fused = False`` computes it layer by
+    layer (as listed).
+    """
+
+    fusable = False
+    fused = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch, nrm, conv3 = self[0], self[1], self[2]
+        if not (self.fused and self.fusable and (isinstance(nrm, nn.Identity) or nrm.momentum is not None)):
+            return super().forward(x)
+        skip_part, deeper = branch.branches if isinstance(branch, Concat) else (None, branch)
+        s = skip_part(x) if skip_part is not None else None
+        d = x
+        for layer in list(deeper)[:-1]:      # everything but the final upsampling
+            d = layer(d)
+        ns = 0 if s is None else s.shape[1]
+        if isinstance(nrm, nn.BatchNorm2d):
+            if s is not None:
+                s = _norm_part(nrm, s, slice(0, ns))
+            d = _norm_part(nrm, d, slice(ns, None), repeat=4)
+            if nrm.training and nrm.track_running_stats:
+                nrm.num_batches_tracked.add_(1)
+        w, mode = conv3.weight, conv3.padding_mode
+        if mode == "zeros":
+            out = F.conv_transpose2d(d, _nearest_conv_kernel(w[:, ns:]), conv3.bias, stride=2, padding=1)
+        else:   # padding the upsampled channels = upsampling them padded (reflection: by replication)
+            d = F.pad(d, (1, 1, 1, 1), mode=_UPSAMPLED_PAD[mode])
+            out = F.conv_transpose2d(d, _nearest_conv_kernel(w[:, ns:]), conv3.bias, stride=2, padding=3)
+        if s is not None:
+            if mode == "zeros":
+                out = out + F.conv2d(s, w[:, :ns], None, padding=1)
+            else:
+                out = out + F.conv2d(F.pad(s, (1, 1, 1, 1), mode=mode), w[:, :ns])
+        for layer in list(self)[3:]:
+            out = layer(out)
+        return out
 
 
 @dataclass
@@ -102,7 +191,9 @@ class SkipNet(nn.Module):
                       *block(skip[i] + k, up[i], ku[i], pad=cfg.pad, dilation=dil[i], **kw)]
             if cfg.need_1x1_up:
                 layers += block(up[i], up[i], 1, pad=cfg.pad, **kw)
-            inner = nn.Sequential(*layers)
+            inner = _Level(*layers)
+            inner.fusable = (umode[i] == "nearest" and ku[i] == 3 and dil[i] == 1 and not sep[i]
+                             and isinstance(layers[1], (nn.BatchNorm2d, nn.Identity)))
         head = [conv(up[0], cfg.out_channels, 1, pad=cfg.pad)]
         if cfg.sigmoid:
             head.append(nn.Sigmoid())
