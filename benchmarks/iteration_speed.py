@@ -18,6 +18,8 @@ NETS = {
     "paper (128 x5, skip 4)": {},
     "light (16,32,64,128,128; default presets)": dict(channels_down=[16, 32, 64, 128, 128],
                                                       channels_up=[16, 32, 64, 128, 128]),
+    "light, zero padding, nearest upsampling (default denoising; fused levels)": dict(
+        channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], pad="zero", upsample="nearest"),
     "light32 (32,64,128,128,128)": dict(channels_down=[32, 64, 128, 128, 128], channels_up=[32, 64, 128, 128, 128]),
     "width 64 (64 x5)": dict(channels_down=64, channels_up=64),
 }

@@ -1,12 +1,14 @@
-"""Seconds per iteration of a task's `default` preset under run-time levers: threads and torch.compile.
+"""Seconds per iteration of a task's preset under run-time levers: threads, torch.compile, fusion.
 
-    python benchmarks/runtime_levers.py --case denoise-F16 --crop 256 [--iterations 60] [--lever NAME ...]
+    python benchmarks/runtime_levers.py --case denoise-F16 --crop 256 [--iterations 60] [--lever NAME ...] [--preset NAME]
 
 The fit itself is timed (the real step of the preset, SURE pair included for denoising), through
 ``neuralprior.fit`` with a callback: the median time between iterations after the first
-``--warmup`` ones. torch.compile's own compilation time is reported separately (it is the
-difference between the first iteration and a plain one). Cases are those of
-``benchmarks/stopping.py``, read from ``--data``. Prints a markdown table.
+``--warmup`` ones, for the `default` preset or ``--preset``. torch.compile's own compilation
+time is reported separately (it is the difference between the first iteration and a plain one).
+``unfused`` computes the network layer by layer, without the fused nearest-upsampling levels
+of ``SkipNet`` (same function). Cases are those of ``benchmarks/stopping.py``, read from
+``--data``. Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -21,24 +23,29 @@ import neuralprior as npr
 from neuralprior.tasks import _configured_preset, _operator
 from stopping import cases, crop_case
 
-# name: (torch threads or None for the default, torch.compile mode or None)
+# name: (torch threads or None for the default, torch.compile mode or None, fused SkipNet levels)
 LEVERS = {
-    "eager": (None, None),
-    "threads-1": (1, None),
-    "threads-4": (4, None),
-    "compile": (None, "default"),
-    "compile-max-autotune": (None, "max-autotune-no-cudagraphs"),
+    "eager": (None, None, True),
+    "unfused": (None, None, False),
+    "threads-1": (1, None, True),
+    "threads-4": (4, None, True),
+    "compile": (None, "default", True),
+    "compile-max-autotune": (None, "max-autotune-no-cudagraphs", True),
 }
 
 
-def time_fit(task, y, gt, operator, threads, mode, iterations: int, warmup: int, seed: int = 0):
+def time_fit(task, y, gt, operator, threads, mode, fused, iterations: int, warmup: int, seed: int = 0,
+             preset_name: str = "default"):
     """(median s/it after ``warmup`` iterations, seconds of the first iteration)."""
     default_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        preset = _configured_preset(task, "default", dict(num_iter=iterations), factor=getattr(operator, "factor", None))
+        preset = _configured_preset(task, preset_name, dict(num_iter=iterations), factor=getattr(operator, "factor", None))
         net = preset.build_network(gt.shape[1], seed=seed)
+        for module in net.modules():
+            if hasattr(module, "fused"):
+                module.fused = fused
         if mode:
             torch._dynamo.reset()
             net = torch.compile(net, mode=mode)
@@ -59,6 +66,7 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--lever", action="append", choices=list(LEVERS))
+    p.add_argument("--preset", default="default", help="the task's preset to time (default: default)")
     a = p.parse_args()
     if a.iterations < a.warmup + 3:
         raise SystemExit(f"error: --iterations must be at least --warmup + 3 ({a.warmup + 3})")
@@ -67,13 +75,13 @@ def main() -> None:
         raise SystemExit(f"error: no case {a.case!r} in {a.data}")
     name, task, y, gt, kw, _ = crop_case(found[0], a.crop)
     op = _operator(task, y, kw.get("mask"), kw.get("factor"))
-    print(f"{name} ({gt.shape[-2]}x{gt.shape[-1]}), {platform.machine()}, torch {torch.__version__}, "
+    print(f"{name} ({gt.shape[-2]}x{gt.shape[-1]}), preset {a.preset}, {platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads by default")
     print("| lever | threads | s/it | first iteration s |")
     print("|---|---|---|---|")
     for lever in a.lever or ["eager"]:
-        threads, mode = LEVERS[lever]
-        spi, first = time_fit(task, y, gt, op, threads, mode, a.iterations, a.warmup)
+        threads, mode, fused = LEVERS[lever]
+        spi, first = time_fit(task, y, gt, op, threads, mode, fused, a.iterations, a.warmup, preset_name=a.preset)
         print(f"| {lever} | {threads or torch.get_num_threads()} | {spi:.3f} | {first:.1f} |", flush=True)
 
 
