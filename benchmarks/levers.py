@@ -27,6 +27,7 @@ import torch
 
 import neuralprior as npr
 from neuralprior.metrics import psnr
+from neuralprior.networks import set_fused
 from neuralprior.operators import gaussian_kernel
 from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
@@ -75,6 +76,8 @@ LEVERS = {
         "coarse-to-fine": ({}, {}),
         # two fits from different seeds, their estimates averaged: each "iteration" is one step of both
         "restarts-2": ({}, {}),
+        # the default network computed layer by layer, without its fused nearest-upsampling levels
+        "unfused": ({}, {}),
     },
     # inpainting and super-resolution fit random z through their operator
     "other": {
@@ -94,6 +97,7 @@ LEVERS = {
         "float32": ({}, dict(precision="float32", channels_last=False)),
         "zero-pad": (dict(pad="zero"), {}),
         "zero-pad-nearest-up": (dict(pad="zero", upsample="nearest"), {}),
+        "nearest-up": (dict(upsample="nearest"), {}),     # reflection padding kept (inpainting: its default)
         # inpainting: the input z is the observation filled in (see fill_input), not random noise
         "fill-input": ({}, dict(input_kind="observation")),
         "fill-input-keep": ({}, dict(input_kind="observation")),
@@ -140,6 +144,8 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
                                 factor=getattr(operator, "factor", None))
     preset.network_args = {**preset.network_args, **net_over}
     net = preset.build_network(gt.shape[1], seed=seed)
+    if name == "unfused":           # the same network computed layer by layer (no fused SkipNet levels)
+        set_fused(net, False)
     if name in ("coarse-to-fine", "restarts-2"):
         if auto:
             raise SystemExit(f"error: lever {name} runs without --stop auto")

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 import neuralprior as npr
+from neuralprior.networks import set_fused
 from neuralprior.tasks import _configured_preset, _operator
 from stopping import cases, crop_case
 
@@ -42,10 +43,7 @@ def time_fit(task, y, gt, operator, threads, mode, fused, iterations: int, warmu
         torch.set_num_threads(threads)
     try:
         preset = _configured_preset(task, preset_name, dict(num_iter=iterations), factor=getattr(operator, "factor", None))
-        net = preset.build_network(gt.shape[1], seed=seed)
-        for module in net.modules():
-            if hasattr(module, "fused"):
-                module.fused = fused
+        net = set_fused(preset.build_network(gt.shape[1], seed=seed), fused)
         if mode:
             torch._dynamo.reset()
             net = torch.compile(net, mode=mode)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuralprior.networks import DeepDecoder, EncoderDecoder, SkipConfig, SkipNet, count_parameters
+from neuralprior.networks import DeepDecoder, EncoderDecoder, SkipConfig, SkipNet, count_parameters, set_fused
 
 TINY = dict(in_channels=4, channels_down=[4, 8], channels_up=[4, 8], channels_skip=2)
 
@@ -215,11 +215,7 @@ def test_unknown_option_name_raises_type_error():
 
 def _unfused(net):
     import copy
-    ref = copy.deepcopy(net)
-    for m in ref.modules():
-        if hasattr(m, "fused"):
-            m.fused = False
-    return ref
+    return set_fused(copy.deepcopy(net), False)
 
 
 @pytest.mark.parametrize("kwargs, fusable", [

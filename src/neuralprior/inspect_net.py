@@ -9,6 +9,7 @@ from torch import nn
 
 from ._validation import NeuralPriorError
 from .latent import padded_size
+from .networks.skip import set_fused
 
 
 def conv_output_size(size: int, kernel: int, *, padding: int = 0, dilation: int = 1, stride: int = 1) -> int:
@@ -51,10 +52,7 @@ def summarize(net: nn.Module, size: tuple[int, int], *, also: tuple[type, ...] =
     """
     h, w = padded_size(*size, getattr(net, "multiple", 1))
     lh, lw = net.latent_size(h, w) if hasattr(net, "latent_size") else (h, w)
-    probe = copy.deepcopy(net).to(device)
-    for module in probe.modules():      # layer by layer, as defined (a fused SkipNet level skips its upsampling)
-        if hasattr(module, "fused"):
-            module.fused = False
+    probe = set_fused(copy.deepcopy(net), False).to(device)    # layer by layer, as defined
     rows: list[LayerInfo] = []
     names = {m: n for n, m in probe.named_modules()}
 

@@ -7,6 +7,6 @@ and crops back) and ``latent_size(h, w)`` (the spatial size of z).
 from .decoder import DeepDecoder
 from .lab import EncoderDecoder
 from .layers import count_parameters
-from .skip import SkipConfig, SkipNet
+from .skip import SkipConfig, SkipNet, set_fused
 
-__all__ = ["SkipNet", "SkipConfig", "EncoderDecoder", "DeepDecoder", "count_parameters"]
+__all__ = ["SkipNet", "SkipConfig", "EncoderDecoder", "DeepDecoder", "count_parameters", "set_fused"]

@@ -70,7 +70,7 @@ class _Level(nn.Sequential):
     convolution of the low-resolution channels (:func:`_nearest_conv_kernel`). Same function,
     same parameters and the same gradients (up to rounding), about half the arithmetic on
     the upsampled channels and no upsampled copy of them. ``fused = False`` computes it layer by
-    layer (as listed).
+    layer (as listed; see :func:`set_fused`).
     """
 
     fusable = False
@@ -106,6 +106,14 @@ class _Level(nn.Sequential):
         for layer in list(self)[3:]:
             out = layer(out)
         return out
+
+
+def set_fused(net: nn.Module, fused: bool) -> nn.Module:
+    """Compute the fused levels of every :class:`SkipNet` in ``net`` fused (True, the default) or layer by layer."""
+    for module in net.modules():
+        if isinstance(module, _Level):
+            module.fused = fused
+    return net
 
 
 @dataclass
