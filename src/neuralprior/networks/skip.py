@@ -63,8 +63,8 @@ def _norm_part(bn: nn.BatchNorm2d, x: torch.Tensor, part: slice, repeat: int = 1
 class _Level(nn.Sequential):
     """One level of :class:`SkipNet`: ``[skip || deeper (ending in 2x upsampling)] -> norm -> conv -> ...``.
 
-    When the upsampling is nearest and the convolution after the concatenation a plain 3x3 one
-    (any padding), the level is computed without upsampling (``fusable``): batch normalisation
+    When the upsampling is nearest (2x) and the convolution after the concatenation a plain 3x3 one
+    (any padding; read off the layers: ``fusable``), the level is computed without upsampling: batch normalisation
     commutes with nearest upsampling (each pixel is repeated four times: same mean and variance),
     and nearest upsampling followed by a 3x3 convolution is one stride-2 transposed 4x4
     convolution of the low-resolution channels (:func:`_nearest_conv_kernel`). Same function,
@@ -73,8 +73,17 @@ class _Level(nn.Sequential):
     layer (as listed; see :func:`set_fused`).
     """
 
-    fusable = False
     fused = True
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__(*layers)
+        branch, nrm, conv3 = layers[:3]
+        deeper = branch.branches[-1] if isinstance(branch, Concat) else branch
+        up = deeper[-1] if isinstance(deeper, nn.Sequential) else None
+        self.fusable = (isinstance(up, nn.Upsample) and up.mode == "nearest" and up.scale_factor == 2
+                        and isinstance(nrm, (nn.BatchNorm2d, nn.Identity)) and isinstance(conv3, nn.Conv2d)
+                        and conv3.kernel_size == (3, 3) and conv3.stride == (1, 1) and conv3.dilation == (1, 1)
+                        and conv3.padding == (1, 1) and conv3.groups == 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch, nrm, conv3 = self[0], self[1], self[2]
@@ -92,16 +101,15 @@ class _Level(nn.Sequential):
             d = _norm_part(nrm, d, slice(ns, None), repeat=4)
             if nrm.training and nrm.track_running_stats:
                 nrm.num_batches_tracked.add_(1)
-        w, mode = conv3.weight, conv3.padding_mode
-        if mode == "zeros":
-            out = F.conv_transpose2d(d, _nearest_conv_kernel(w[:, ns:]), conv3.bias, stride=2, padding=1)
+        w, mode, kernel = conv3.weight, conv3.padding_mode, _nearest_conv_kernel(conv3.weight[:, ns:])
+        if mode == "zeros":     # zero padding inside the convolutions
+            out = F.conv_transpose2d(d, kernel, conv3.bias, stride=2, padding=1)
+            if s is not None:
+                out = out + F.conv2d(s, w[:, :ns], padding=1)
         else:   # padding the upsampled channels = upsampling them padded (reflection: by replication)
             d = F.pad(d, (1, 1, 1, 1), mode=_UPSAMPLED_PAD[mode])
-            out = F.conv_transpose2d(d, _nearest_conv_kernel(w[:, ns:]), conv3.bias, stride=2, padding=3)
-        if s is not None:
-            if mode == "zeros":
-                out = out + F.conv2d(s, w[:, :ns], None, padding=1)
-            else:
+            out = F.conv_transpose2d(d, kernel, conv3.bias, stride=2, padding=3)
+            if s is not None:
                 out = out + F.conv2d(F.pad(s, (1, 1, 1, 1), mode=mode), w[:, :ns])
         for layer in list(self)[3:]:
             out = layer(out)
@@ -200,8 +208,6 @@ class SkipNet(nn.Module):
             if cfg.need_1x1_up:
                 layers += block(up[i], up[i], 1, pad=cfg.pad, **kw)
             inner = _Level(*layers)
-            inner.fusable = (umode[i] == "nearest" and ku[i] == 3 and dil[i] == 1 and not sep[i]
-                             and isinstance(layers[1], (nn.BatchNorm2d, nn.Identity)))
         head = [conv(up[0], cfg.out_channels, 1, pad=cfg.pad)]
         if cfg.sigmoid:
             head.append(nn.Sigmoid())
