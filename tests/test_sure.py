@@ -35,6 +35,34 @@ def test_noise_level_estimate(astronaut_crop):
         assert abs(est - sigma) < 0.25 * sigma, (est, sigma)
 
 
+def clipped_noisy(clean: torch.Tensor, sigma: float, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.round((clean + sigma * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
+
+
+def test_noise_level_of_clipped_noise_is_its_rms():
+    """On clipped 8-bit noise the estimate is the noise's root mean square, which the median rule underestimates
+    (dark and bright regions clip it); without clipped pixels the two rules agree."""
+    from skimage import data
+
+    coffee = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
+    crop = coffee[..., 72:328, 172:428]                          # the dark cup and the white rim: much clipping
+    for sigma in (25 / 255, 50 / 255, 75 / 255):
+        noisy = clipped_noisy(crop, sigma)
+        rms = float((noisy - crop).pow(2).mean().sqrt())
+        median_rule, calibrated = estimate_noise_sigma(noisy, clipped=False), estimate_noise_sigma(noisy)
+        assert median_rule < 0.97 * rms                          # the median rule: 4-9% low here
+        assert abs(calibrated - rms) < 0.6 * abs(median_rule - rms), (calibrated, median_rule, rms)
+    mid = 0.3 + 0.4 * crop                                        # the same image in [0.3, 0.7]: nothing clipped
+    noisy = clipped_noisy(mid, 10 / 255)
+    assert not ((noisy == 0) | (noisy == 1)).any()
+    assert estimate_noise_sigma(noisy) == estimate_noise_sigma(noisy, clipped=False)
+    unclipped = mid + 10 / 255 * torch.randn(mid.shape, generator=torch.Generator().manual_seed(2))
+    assert estimate_noise_sigma(unclipped - 0.5) == estimate_noise_sigma(unclipped - 0.5, clipped=False)  # not in [0, 1]
+    clean = estimate_noise_sigma(crop)                            # a clean image: a fraction of a grey level either way
+    assert clean < 2.5 / 255 and abs(clean - estimate_noise_sigma(crop, clipped=False)) < 0.2 / 255
+
+
 def test_noise_level_estimate_is_scikit_images(astronaut_crop):
     """The direct PyWavelets computation gives scikit-image's estimate_sigma exactly (colour and grey)."""
     from skimage.restoration import estimate_sigma
@@ -44,9 +72,10 @@ def test_noise_level_estimate_is_scikit_images(astronaut_crop):
     grey[..., :20, :30] = 0.5                                   # a flat region: zero coefficients left out
     for img in (noisy_version(astronaut_crop), astronaut_crop, grey):
         hwc = img[0].permute(1, 2, 0).double().numpy()
-        assert estimate_noise_sigma(img) == pytest.approx(
+        assert estimate_noise_sigma(img, clipped=False) == pytest.approx(
             float(estimate_sigma(hwc, channel_axis=-1, average_sigmas=True)), rel=1e-12)
     assert estimate_noise_sigma(torch.zeros(1, 3, 32, 32)) == 0.0         # all coefficients zero: 0, not NaN
+    assert estimate_noise_sigma(torch.ones(1, 3, 32, 32)) == 0.0           # (also where every pixel is clipped)
     assert estimate_noise_sigma(torch.full((1, 3, 32, 32), 0.5)) < 1e-12
 
 

@@ -116,7 +116,7 @@ def score(case: Case, x: torch.Tensor) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------- baselines
 
 def _sigma(case: Case) -> float:
-    return estimate_noise_sigma(case.observation)
+    return estimate_noise_sigma(case.observation, clipped=False)    # the Gaussian std BM3D's tables assume
 
 
 def _cbm3d(case):
