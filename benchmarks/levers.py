@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import neuralprior as npr
-from neuralprior.metrics import psnr
+from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
 from neuralprior.operators import gaussian_kernel
 from neuralprior.presets import WIDE_TOP_NET
@@ -58,6 +58,10 @@ LEVERS = {
         "sigma-p-0.05": ({}, dict(reg_noise_std=0.05, reg_noise_per_variance=0.0)),
         "sure-batched": ({}, dict(sure_batched=True)),
         "ema0.98": ({}, dict(ema=0.98)),
+        # the SURE loss's noise level: Donoho's median rule alone (the estimate until 2026-11-28), or the root mean
+        # square of the noise actually added (read off the ground truth: a reference the fit cannot have)
+        "median-rule-noise": ({}, {}),
+        "oracle-noise-rms": ({}, {}),
         # the default network until 2026-11-27 (reflection padding, bilinear upsampling) and each half of it
         "reflection-bilinear": (dict(pad="reflection", upsample="bilinear"), {}),
         "reflection-pad": (dict(pad="reflection"), {}),
@@ -140,6 +144,10 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     An iteration the divergence guard rolls back reports no estimate: it keeps the previous one's quality.
     """
     net_over, fit_over, *base = levers(task)[name]
+    if name == "median-rule-noise":
+        fit_over = dict(fit_over, noise_sigma=estimate_noise_sigma(y, clipped=False))
+    if name == "oracle-noise-rms":
+        fit_over = dict(fit_over, noise_sigma=float((y - gt).pow(2).mean().sqrt()))
     preset = _configured_preset(task, base[0] if base else "default", dict(fit_over, num_iter=iterations),
                                 factor=getattr(operator, "factor", None))
     preset.network_args = {**preset.network_args, **net_over}
