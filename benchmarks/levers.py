@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
 import sys
 import time
 from dataclasses import replace
@@ -218,7 +219,12 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
 def problem(a):
     """(task, observation, ground truth, operator, metric, label) from the command line."""
     if a.case:
-        found = [c for c in cases(Path(a.data)) if c[0] == a.case]
+        synthetic = re.fullmatch(r"synthetic-(\w+)-s(\d+)", a.case)      # any skimage.data image, any sigma
+        try:
+            found = [c for c in (cases(Path(a.data), [int(synthetic[2])], [synthetic[1]]) if synthetic
+                                 else cases(Path(a.data))) if c[0] == a.case]
+        except Exception as e:      # an unknown image, or one scikit-image would have to download
+            raise SystemExit(f"error: case {a.case!r}: {type(e).__name__}: {e}") from None
         if not found:
             raise SystemExit(f"error: no case {a.case!r} in {a.data}")
         case = found[0]

@@ -27,11 +27,13 @@ def main() -> None:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--crop", type=int, help="also each case's centred square crop of this side")
     p.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50])
+    p.add_argument("--images", nargs="+", default=["astronaut", "coffee"],
+                   help="scikit-image images (skimage.data names) the synthetic noise is added to")
     args = p.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}\n")
     print("| case | noise rms | median rule | error | calibrated | error | s |\n|---|---|---|---|---|---|---|")
-    for case in cases(Path(args.data), args.sigmas):
+    for case in cases(Path(args.data), args.sigmas, args.images):
         if case[1] != "denoise":
             continue
         for size in ([None, args.crop] if args.crop else [None]):

@@ -46,8 +46,9 @@ def _tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(a[..., None] if a.ndim == 2 else a).permute(2, 0, 1)[None].contiguous()
 
 
-def cases(data: Path, sigmas=(15, 25, 50)):
-    """(name, task, observation, ground truth, kwargs, metric); ``sigmas``: the synthetic noise levels."""
+def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee")):
+    """(name, task, observation, ground truth, kwargs, metric); ``sigmas``: the synthetic noise levels,
+    ``images``: the scikit-image images (``skimage.data`` names) they are added to."""
     if (data / "denoise-sigma25").is_dir():
         for n in ("F16", "kodim03", "peppers"):
             y, _ = npr.load_image(data / "denoise-sigma25" / f"{n}_noisy.png")
@@ -68,8 +69,8 @@ def cases(data: Path, sigmas=(15, 25, 50)):
             yield f"sr4-{n}", "super-resolve", _tensor(lr), _tensor(hr), {"factor": 4}, psnr_y
     from skimage import data as skd
 
-    for img_name, img in (("astronaut", skd.astronaut()), ("coffee", skd.coffee())):
-        clean = _tensor(Image.fromarray(img))
+    for img_name in images:
+        clean = _tensor(Image.fromarray(getattr(skd, img_name)()))
         for sigma in sigmas:
             g = torch.Generator().manual_seed(sigma)
             noisy = torch.round((clean + sigma / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
