@@ -97,15 +97,18 @@ def _clipped_noise_rms(observed: float, smooth: np.ndarray, rng, steps: int = 3)
     clipped noise gives ``observed`` (found by ``steps`` fixed-point updates)."""
     n = rng.standard_normal(smooth.shape)
     grid = np.linspace(0.0, 1.0, 513)
-    sigma = observed
-    for step in range(steps + 1):
+
+    def simulate(sigma: float) -> tuple[np.ndarray, np.ndarray]:
         # the local mean of clipped noise is pulled away from 0 and 1: invert it to the clean value
         clean = np.interp(smooth, _clipped_mean(grid, sigma), grid)
-        noise = np.clip(clean + sigma * n, 0.0, 1.0) - clean
-        if step == steps:
-            return float(np.sqrt(np.mean(noise ** 2)))
+        return clean, np.clip(clean + sigma * n, 0.0, 1.0) - clean
+
+    sigma = observed
+    for _ in range(steps):
+        clean, noise = simulate(sigma)
         seen = _median_rule(clean + noise)
         sigma = sigma * observed / seen if seen > 0 else sigma
+    return float(np.sqrt(np.mean(simulate(sigma)[1] ** 2)))
 
 
 _SMOOTH = 9              # side of the box filter that approximates the clean image for the calibration
