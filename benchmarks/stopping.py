@@ -16,7 +16,7 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.002 --patience 200
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.008 --tolerance-power 2
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), Set5 x4 (5, Y PSNR shaved 4), and
-synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee.
+synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``).
 """
 from __future__ import annotations
 
@@ -178,6 +178,8 @@ def main() -> None:
     p.add_argument("--out", default="stopping-results")
     p.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50],
                    help="noise levels of the synthetic cases, in 8-bit grey levels (default: %(default)s)")
+    p.add_argument("--images", nargs="+", default=["astronaut", "coffee"],
+                   help="scikit-image images (skimage.data names) of the synthetic cases (default: %(default)s)")
     p.add_argument("--replay", metavar="DIR", help="no fitting: replay the saved series in DIR (an --out/series "
                                                    "folder) with other rule settings, given below")
     p.add_argument("--patience", type=int)
@@ -198,7 +200,12 @@ def main() -> None:
     md.write_text(f"Machine: {machine}. Preset: {args.preset}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it | s to stop |\n"
                   "|---|---|---|---|---|---|---|---|---|---|\n")
-    todo = list(cases(Path(args.data), args.sigmas))
+    from skimage import data as skd
+
+    unknown = [n for n in args.images if not callable(getattr(skd, n, None))]
+    if unknown:
+        raise SystemExit(f"error: --images: no scikit-image image named {unknown[0]!r}")
+    todo = list(cases(Path(args.data), args.sigmas, args.images))
     if args.only:           # the cases named, in the order named
         todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
     for name, task, y, gt, kw, metric in (crop_case(c, args.crop) for c in todo):

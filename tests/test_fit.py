@@ -605,27 +605,31 @@ def test_windowed_variance_stops_once_the_estimate_settles():
                    for t in range(stopped + 1))
 
 
-def test_settled_threshold_grows_faster_than_the_noise_above_the_reference_level():
+def test_settled_threshold_scales_as_a_power_of_the_noise_level():
     from neuralprior.stopping import REFERENCE_NOISE
-    for power in (1.0, 3.0):                  # up to the reference level both powers mean tolerance x sigma
+    for power in (1.0, 3.0):                  # at the reference level every power means tolerance x sigma
         rule = WindowedVariance(tolerance=0.008, tolerance_power=power)
-        for level in (0.5 * REFERENCE_NOISE, REFERENCE_NOISE):
-            rule.noise_level = level
-            assert rule.settled_std() == pytest.approx(0.008 * level)
+        rule.noise_level = REFERENCE_NOISE
+        assert rule.settled_std() == pytest.approx(0.008 * REFERENCE_NOISE)
+    rule = WindowedVariance(tolerance=0.008, tolerance_power=1.0)
+    rule.noise_level = 0.5 * REFERENCE_NOISE
+    assert rule.settled_std() == pytest.approx(0.008 * 0.5 * REFERENCE_NOISE)   # power 1: proportional
     rule = WindowedVariance(tolerance=0.008, tolerance_power=3.0)
     rule.noise_level = 2 * REFERENCE_NOISE
     assert rule.settled_std() == pytest.approx(8 * 0.008 * REFERENCE_NOISE)       # twice the noise: 8x
+    rule.noise_level = 0.5 * REFERENCE_NOISE
+    assert rule.settled_std() == pytest.approx(0.008 * REFERENCE_NOISE / 8)      # half the noise: 1/8
     rule.noise_level = None
     assert rule.settled_std() == 0
-    # the same settling sequence: at power 3 strong noise counts as settled sooner, light noise as at power 1
+    # the same settling sequence: at power 3 strong noise counts as settled sooner, light noise later
     g = torch.Generator().manual_seed(0)
     base = torch.rand(1, 3, 8, 8, generator=g)
-    seq = [base + 0.05 / (1 + t) * torch.randn(base.shape, generator=g) for t in range(2000)]
+    seq = [base + 0.05 / (1 + t) * torch.randn(base.shape, generator=g) for t in range(3000)]
     stops = {}
     for power in (1.0, 3.0):
-        for level in (0.5 * REFERENCE_NOISE, 2 * REFERENCE_NOISE):
+        for level in (0.5 * REFERENCE_NOISE, REFERENCE_NOISE, 2 * REFERENCE_NOISE):
             rule = WindowedVariance(window=5, patience=5000, min_iterations=10, tolerance=0.01, tolerance_power=power)
             rule.noise_level = level
             stops[power, level] = next(t for t, x in enumerate(seq) if rule.update(t, x).stop)
-    lo, hi = 0.5 * REFERENCE_NOISE, 2 * REFERENCE_NOISE
-    assert stops[3.0, hi] < stops[1.0, hi] and stops[3.0, lo] == stops[1.0, lo]
+    lo, ref, hi = 0.5 * REFERENCE_NOISE, REFERENCE_NOISE, 2 * REFERENCE_NOISE
+    assert stops[3.0, hi] < stops[1.0, hi] and stops[3.0, ref] == stops[1.0, ref] and stops[3.0, lo] > stops[1.0, lo]

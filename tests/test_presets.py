@@ -210,11 +210,11 @@ def test_sigma_p_can_scale_with_the_noise_variance(astronaut_crop):
 def test_fast_denoising_preset_stops_sooner_on_the_same_estimates():
     g = torch.Generator().manual_seed(0)
     base = torch.rand(1, 3, 16, 16, generator=g)
-    seq = [base + 0.02 / (1 + t) * torch.randn(base.shape, generator=g) for t in range(600)]   # settling estimates
+    seq = [base + 0.2 / (1 + t) * torch.randn(base.shape, generator=g) for t in range(600)]   # settling estimates
     stops = {}
     for name in ("default", "fast"):
         rule = get_preset("denoise", name).stopping_rule()
-        rule.noise_level = 0.01
+        rule.noise_level = 25 / 255
         stops[name] = next(t for t, x in enumerate(seq) if rule.update(t, x).stop)
     assert 100 < stops["fast"] < stops["default"] - 50
 

@@ -29,9 +29,10 @@ FAST = dict(precision="auto", channels_last=True)
 WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
 # denoising from the noisy image with the SURE loss converges in hundreds of iterations, not thousands:
 # a shorter window and patience for its automatic stop (patience 200: a fit can stall for 150 iterations and resume);
-# above sigma = 25 the settled threshold grows as sigma^2.5, not sigma: strong noise is fitted sooner (docs/stopping.md)
+# the settled threshold scales as sigma^2.5 (equal to 0.007 sigma at sigma = 25): strong noise is fitted sooner,
+# weak noise goes on gaining for longer (docs/stopping.md)
 SURE_STOP = dict(window=20, patience=200, min_iterations=100, tolerance=0.007, tolerance_power=2.5)
-# fast: at its looser tolerance the threshold proportional to sigma already ends strong-noise runs in time
+# fast: at its looser tolerance a threshold proportional to sigma already ends strong-noise runs in time
 SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.014, tolerance_power=1.0)
 # the light hourglass with zero padding and nearest upsampling, for SURE denoising: 20% less per iteration than
 # reflection padding and bilinear upsampling, at equal or better quality per iteration (docs/performance.md).

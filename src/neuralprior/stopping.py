@@ -57,8 +57,8 @@ class FixedIterations(StoppingRule):
 
 
 REFERENCE_NOISE = 25 / 255
-"""σ_ref of :class:`WindowedVariance`'s ``tolerance_power``: the noise level at which ``tolerance``
-is a fraction of σ whatever the power (σ = 25 in 8-bit grey levels)."""
+"""σ_ref of :class:`WindowedVariance`'s ``tolerance_power``: the noise level at which the settled
+threshold is ``tolerance`` x σ whatever the power (σ = 25 in 8-bit grey levels)."""
 
 
 class WindowedVariance(StoppingRule):
@@ -76,12 +76,13 @@ class WindowedVariance(StoppingRule):
     tolerance : also stop once the estimate has settled: when the root of the windowed variance
         falls below ``tolerance`` x :attr:`noise_level` (the noise std, which :func:`~neuralprior.fit`
         sets when it knows it, e.g. for the SURE loss). 0 = off.
-    tolerance_power : how the settled threshold grows with noise stronger than σ_ref = 25/255
-        (:data:`REFERENCE_NOISE`): it is ``tolerance`` x σ up to σ_ref and ``tolerance`` x σ x
-        (σ / σ_ref) ** (tolerance_power - 1) above. 1: proportional to σ throughout. Above 1, the
-        stronger the noise, the sooner the estimate counts as settled: a fit on strong noise
-        reaches its best sooner and then slowly fits the noise, while the windowed variance,
-        relative to σ, falls about as on weaker noise.
+    tolerance_power : how the settled threshold scales with the noise level: it is ``tolerance`` x σ x
+        (σ / σ_ref) ** (tolerance_power - 1), σ_ref = 25/255 (:data:`REFERENCE_NOISE`), so
+        ``tolerance`` x σ at σ_ref whatever the power. 1: proportional to σ throughout. Above 1, the
+        stronger the noise, the sooner the estimate counts as settled, and the weaker, the later: a
+        fit on strong noise reaches its best sooner and then slowly fits the noise, one on weak
+        noise goes on gaining for longer, while the windowed variance, relative to σ, falls about
+        alike at every noise level.
     """
 
     name = "auto"
@@ -133,7 +134,7 @@ class WindowedVariance(StoppingRule):
         if not (self.tolerance > 0 and self.noise_level):
             return 0.0
         sigma = self.noise_level
-        return self.tolerance * sigma * max(1.0, sigma / REFERENCE_NOISE) ** (self.tolerance_power - 1)
+        return self.tolerance * sigma * (sigma / REFERENCE_NOISE) ** (self.tolerance_power - 1)
 
     def judge(self, iteration: int, var: float) -> Decision:
         """The decision for a windowed variance ``var`` (per pixel) at ``iteration``; :meth:`update` computes
