@@ -191,6 +191,11 @@ def main() -> None:
     args = p.parse_args()
     if args.replay:
         return main_replay(args)
+    from skimage import data as skd
+
+    unknown = [n for n in args.images if not callable(getattr(skd, n, None))]
+    if unknown:
+        raise SystemExit(f"error: --images: no scikit-image image named {unknown[0]!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else \
@@ -200,11 +205,6 @@ def main() -> None:
     md.write_text(f"Machine: {machine}. Preset: {args.preset}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it | s to stop |\n"
                   "|---|---|---|---|---|---|---|---|---|---|\n")
-    from skimage import data as skd
-
-    unknown = [n for n in args.images if not callable(getattr(skd, n, None))]
-    if unknown:
-        raise SystemExit(f"error: --images: no scikit-image image named {unknown[0]!r}")
     todo = list(cases(Path(args.data), args.sigmas, args.images))
     if args.only:           # the cases named, in the order named
         todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
