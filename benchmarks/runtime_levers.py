@@ -7,7 +7,9 @@ The fit itself is timed (the real step of the preset, SURE pair included for den
 ``--warmup`` ones, for the `default` preset or ``--preset``. torch.compile's own compilation
 time is reported separately (it is the difference between the first iteration and a plain one).
 ``unfused`` computes the network layer by layer, without the fused nearest-upsampling levels
-of ``SkipNet`` (same function). Cases are those of ``benchmarks/stopping.py``, read from
+of ``SkipNet`` (same function); ``padded-1x1`` passes the input of every 1x1 convolution through a
+padding of 0 pixels in the network's mode, as PyTorch does for a padding mode other than zeros
+(same function; how the networks ran before 2026-11-28). Cases are those of ``benchmarks/stopping.py``, read from
 ``--data``. Prints a markdown table.
 """
 from __future__ import annotations
@@ -21,22 +23,33 @@ import torch
 
 import neuralprior as npr
 from neuralprior.networks import set_fused
+from neuralprior.networks.layers import PAD_MODES
 from neuralprior.tasks import _configured_preset, _operator
 from stopping import cases, crop_case
 
-# name: (torch threads or None for the default, torch.compile mode or None, fused SkipNet levels)
+# name: (torch threads or None for the default, torch.compile mode or None, fused SkipNet levels,
+#        1x1 convolutions padded by 0 pixels)
 LEVERS = {
-    "eager": (None, None, True),
-    "unfused": (None, None, False),
-    "threads-1": (1, None, True),
-    "threads-4": (4, None, True),
-    "compile": (None, "default", True),
-    "compile-max-autotune": (None, "max-autotune-no-cudagraphs", True),
+    "eager": (None, None, True, False),
+    "unfused": (None, None, False, False),
+    "padded-1x1": (None, None, True, True),
+    "threads-1": (1, None, True, False),
+    "threads-4": (4, None, True, False),
+    "compile": (None, "default", True, False),
+    "compile-max-autotune": (None, "max-autotune-no-cudagraphs", True, False),
 }
 
 
-def time_fit(task, y, gt, operator, threads, mode, fused, iterations: int, warmup: int, seed: int = 0,
-             preset_name: str = "default"):
+def pad_1x1(net: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """Give the unpadded (1x1) convolutions of ``net`` the padding mode ``mode`` (a 0-pixel padding copy)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.padding == (0, 0):
+            m.padding_mode = mode
+    return net
+
+
+def time_fit(task, y, gt, operator, threads, mode, fused, padded_1x1, iterations: int, warmup: int,
+             seed: int = 0, preset_name: str = "default"):
     """(median s/it after ``warmup`` iterations, seconds of the first iteration)."""
     default_threads = torch.get_num_threads()
     if threads:
@@ -44,6 +57,8 @@ def time_fit(task, y, gt, operator, threads, mode, fused, iterations: int, warmu
     try:
         preset = _configured_preset(task, preset_name, dict(num_iter=iterations), factor=getattr(operator, "factor", None))
         net = set_fused(preset.build_network(gt.shape[1], seed=seed), fused)
+        if padded_1x1:
+            pad_1x1(net, PAD_MODES[preset.network_args.get("pad", "reflection")])
         if mode:
             torch._dynamo.reset()
             net = torch.compile(net, mode=mode)
@@ -78,8 +93,9 @@ def main() -> None:
     print("| lever | threads | s/it | first iteration s |")
     print("|---|---|---|---|")
     for lever in a.lever or ["eager"]:
-        threads, mode, fused = LEVERS[lever]
-        spi, first = time_fit(task, y, gt, op, threads, mode, fused, a.iterations, a.warmup, preset_name=a.preset)
+        threads, mode, fused, padded_1x1 = LEVERS[lever]
+        spi, first = time_fit(task, y, gt, op, threads, mode, fused, padded_1x1, a.iterations, a.warmup,
+                              preset_name=a.preset)
         print(f"| {lever} | {threads or torch.get_num_threads()} | {spi:.3f} | {first:.1f} |", flush=True)
 
 

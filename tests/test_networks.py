@@ -108,6 +108,21 @@ def test_every_padding_mode(pad, rng):
     _runs(SkipNet(**TINY, pad=pad), rng)
 
 
+@pytest.mark.parametrize("pad", ["reflection", "replicate", "circular"])
+def test_unpadded_convolutions_skip_the_padding_copy_and_compute_the_same(pad):
+    torch.manual_seed(0)
+    net = SkipNet(**TINY, pad=pad).eval()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    ones = [c for c in convs if c.padding == (0, 0)]
+    assert ones and all(c.padding_mode == "zeros" for c in ones)          # 1x1: nothing to pad
+    assert all(c.padding_mode != "zeros" for c in convs if c.padding != (0, 0))
+    z = torch.rand(1, 4, 16, 16)
+    before = net(z)
+    for c in ones:                                                        # PyTorch's padding of 0 pixels
+        c.padding_mode = next(c.padding_mode for c in convs if c.padding != (0, 0))
+    assert torch.equal(net(z), before)
+
+
 @pytest.mark.parametrize("down", ["stride", "avg", "max", "lanczos", ["lanczos", "avg"]])
 def test_every_downsampling_mode(down, rng):
     _runs(SkipNet(**TINY, downsample=down), rng)
