@@ -81,6 +81,18 @@ def test_super_resolve_output_is_factor_times_larger(rgb, tmp_path):
     assert Image.open(out).size == (69, 60)
 
 
+def test_super_resolve_kernel_reaches_the_model_and_the_report(rgb, tmp_path, monkeypatch):
+    import neuralprior.tasks as tasks
+    seen = []
+    real = tasks.restore
+    monkeypatch.setattr(tasks, "restore", lambda *a, **k: seen.append(k.get("kernel")) or real(*a, **k))
+    rep = tmp_path / "r.json"
+    assert run("super-resolve", rgb, "--factor", "2", "--kernel", "lanczos3", "-o", tmp_path / "a.png",
+               "--report", rep, *FAST) == 0
+    assert run("super-resolve", rgb, "--factor", "2", "-o", tmp_path / "b.png", *FAST) == 0
+    assert seen == ["lanczos3", "lanczos2"] and json.loads(rep.read_text())["kernel"] == "lanczos3"
+
+
 def test_inpaint_with_mask_file_and_zeros(tmp_path):
     rng = np.random.default_rng(1)
     img = rng.integers(1, 256, (24, 24), dtype=np.uint8)
@@ -178,6 +190,7 @@ def test_batch_writes_one_animation_and_figure_per_input(tmp_path):
     (["super-resolve", "{rgb}", "--factor", "0", "-o", "{out}"], "positive integer"),
     (["super-resolve", "{rgb}", "--factor", "-1", "-o", "{out}"], "positive integer"),
     (["super-resolve", "{rgb}", "--factor", "2.5", "-o", "{out}"], "positive integer"),
+    (["super-resolve", "{rgb}", "--factor", "2", "--kernel", "gauss", "-o", "{out}"], "invalid choice"),
     (["denoise", "{rgb}", "-o", "{out}", "--preset", "nosuch"], "unknown preset"),
     (["denoise", "{rgb}", "-o", "{out}", "--bogus"], "unrecognized arguments"),
     (["denoise", "{rgb}", "-o", "{tmp}/missing/out.png"], "does not exist"),

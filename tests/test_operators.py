@@ -1,6 +1,7 @@
 """Measurement operators: shapes, kernels, mask semantics and exact adjoints."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,6 +98,31 @@ def test_downsample_rejects_bad_factors(factor):
 
 def test_downsample_accepts_integral_float_factor():
     assert Downsample(2.0).factor == 2
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_lanczos3_downsampling_is_what_pillow_lanczos_resize_does(factor):
+    pytest.importorskip("skimage")
+    from PIL import Image
+    from skimage import data
+    img = data.astronaut()[100:228, 150:278]                          # a real photo, 128x128
+    lr = np.asarray(Image.fromarray(img).resize((128 // factor,) * 2, Image.LANCZOS)).astype(np.float32) / 255
+    x = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    rms = {k: float(((Downsample(factor, k)(x)[0].permute(1, 2, 0) - torch.from_numpy(lr)) ** 2).mean().sqrt()) * 255
+           for k in ("lanczos3", "lanczos2")}
+    assert rms["lanczos3"] < 1.25                      # grey levels, Pillow's 8-bit rounding included
+    assert rms["lanczos2"] > 1.5 * rms["lanczos3"]     # the paper's kernel is another model
+
+
+def test_super_resolution_task_takes_a_kernel_name():
+    from neuralprior.tasks import _operator
+    y = torch.rand(1, 3, 8, 8)
+    assert _operator("super-resolve", y, None, 2).kernel_name == "lanczos2"          # the paper's, by default
+    assert _operator("super-resolve", y, None, 2, "lanczos3").kernel_name == "lanczos3"
+    with pytest.raises(NeuralPriorError, match="name of its downsampling kernel"):
+        _operator("super-resolve", y, None, 2, torch.ones(3, 3))
+    with pytest.raises(NeuralPriorError, match="unknown downsampling kernel"):
+        _operator("super-resolve", y, None, 2, "gauss")
 
 
 def test_downsample_rejects_unknown_kernel():

@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="mask image (non-zero = known pixel) or `zeros`: pixels that are 0 in every channel are missing")
         if task == "super-resolve":
             p.add_argument("--factor", required=True, metavar="F", help="integer upscaling factor")
+            p.add_argument("--kernel", default="lanczos2", choices=["lanczos2", "lanczos3", "bicubic", "box"],
+                           help="how INPUT was made from the sharp image: the downsampling kernel of the model "
+                                "(default: %(default)s, the paper's; lanczos3 = Pillow's LANCZOS resize)")
         _add_run_options(p)
     d = sub.add_parser("demo", help="denoise a bundled photo and show the result")
     d.add_argument("-o", "--output", default="demo-output", metavar="DIR", help="output folder (default: %(default)s)")
@@ -493,6 +496,8 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
     extra = {}
     if task == "deblur":
         extra["kernel"] = parse_blur(args.blur)
+    if task == "super-resolve":
+        extra["kernel"] = args.kernel
     if task == "flash":
         flash, _ = load_image(args.flash)
         if tuple(flash.shape[-2:]) != tuple(image.shape[-2:]):
@@ -533,7 +538,7 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
         "iterations_run": result.iterations_run, "stopped_at": result.stopped_at, "stop_reason": result.reason,
         "interrupted": result.interrupted, "seconds": round(result.seconds, 3),
         "seconds_per_iteration": round(result.seconds / max(result.iterations_run, 1), 4),
-        "factor": factor, "network": {"kind": preset.network, **preset.network_args,   # z = the image: its channels
+        "factor": factor, **({"kernel": args.kernel} if task == "super-resolve" else {}), "network": {"kind": preset.network, **preset.network_args,   # z = the image: its channels
                                       **({"in_channels": image.shape[1]}
                                          if result.config.get("input_kind") == "observation" else {})},
         "config": result.config, "stop": args.stop or preset.stop, "history": result.history, "version": __version__,

@@ -32,7 +32,10 @@ def _operator(task: str, y: torch.Tensor, mask, factor, kernel=None):
             raise NeuralPriorError("mask has no known pixel")
         return Mask(m)
     if task == "super-resolve":
-        return Downsample(check_positive_int(factor, "factor"))
+        if kernel is not None and not isinstance(kernel, str):
+            raise NeuralPriorError("super-resolution takes the name of its downsampling kernel: "
+                                   "lanczos2, lanczos3, bicubic or box")
+        return Downsample(check_positive_int(factor, "factor"), kernel or "lanczos2")
     if task == "deblur":
         if kernel is None:
             raise NeuralPriorError("deblurring needs the blur kernel: a 2-D array or a spec such as 'gaussian:2'")
@@ -69,7 +72,9 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     """Restore ``image`` (N, C, H, W) or (C, H, W) in [0, 1] for ``task`` with ``preset``.
 
     ``mask``: inpainting; ``factor``: super-resolution; ``kernel``: deblurring (a 2-D array or a
-    :func:`~neuralprior.operators.parse_blur` spec); ``flash``: the flash image of flash/no-flash.
+    :func:`~neuralprior.operators.parse_blur` spec), or super-resolution's downsampling kernel
+    (``"lanczos2"``, the paper's and the default; ``"lanczos3"``, as Pillow's ``LANCZOS`` resize;
+    ``"bicubic"``; ``"box"``); ``flash``: the flash image of flash/no-flash.
     ``overrides`` are :class:`FitConfig` fields (``num_iter``, ``lr``, ``reg_noise_std``, ``loss``,
     ``tv_weight``, ``tikhonov_weight``, ...).
     ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations).
@@ -122,7 +127,12 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor, **kwargs) -> FitResult:
 
 
 def super_resolve(image: torch.Tensor, factor: int, **kwargs) -> FitResult:
-    """Upscale ``image`` by an integer ``factor``; the result is ``factor`` times larger."""
+    """Upscale ``image`` by an integer ``factor``; the result is ``factor`` times larger.
+
+    ``kernel``: how ``image`` was made from the sharp one (see :class:`~neuralprior.operators.Downsample`):
+    ``"lanczos2"`` (the paper's model, the default), ``"lanczos3"`` (what Pillow's ``LANCZOS``
+    resize does), ``"bicubic"`` or ``"box"``.
+    """
     return restore("super-resolve", image, factor=factor, **kwargs)
 
 
