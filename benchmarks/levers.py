@@ -29,7 +29,7 @@ import torch
 import neuralprior as npr
 from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
-from neuralprior.operators import gaussian_kernel
+from neuralprior.operators import Downsample, gaussian_kernel
 from neuralprior.latent import make_latent, padded_size
 from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
@@ -108,9 +108,11 @@ LEVERS = {
         "fill-input": ({}, dict(input_kind="observation")),
         "fill-input-keep": ({}, dict(input_kind="observation")),
         # super-resolution: the input z is the observation upsampled (bicubic) to the output size
-        # the perturbation of z scaled by min(1, t / 600) at step t / off for the first 200 steps (same z)
+        # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
-        "sigma-p-off200": ({}, {}),
+        # super-resolution: the model's downsampling kernel, Lanczos with support 3 or 2 (the paper's)
+        "lanczos3": ({}, {}),
+        "lanczos2": ({}, {}),
         "upsampled-input": ({}, dict(input_kind="observation")),
         "upsampled-input-sigma-p0.1": ({}, dict(input_kind="observation", reg_noise_std=0.1)),
     },
@@ -141,11 +143,9 @@ def levers(task: str) -> dict:
 def perturbation_schedule(net, name: str, cfg, size, seed: int) -> torch.Tensor:
     """The z that ``fit`` would draw for ``net``; a hook on ``net`` rescales the perturbation of z per step.
 
-    ``sigma-p-rampN``: the perturbation times min(1, t / N) at the t-th training pass;
-    ``sigma-p-offN``: none for the first N passes, then the preset's.
+    ``sigma-p-rampN``: the perturbation times min(1, t / N) at the t-th training pass.
     """
-    kind, n = re.fullmatch(r"sigma-p-(ramp|off)(\d+)", name).groups()
-    n = int(n)
+    n = int(re.fullmatch(r"sigma-p-ramp(\d+)", name)[1])
     ph, pw = padded_size(*size, net.multiple)
     z = make_latent(cfg.input_kind, net.in_channels, net.latent_size(ph, pw), scale=cfg.input_scale,
                     generator=torch.Generator().manual_seed(seed))
@@ -155,9 +155,8 @@ def perturbation_schedule(net, name: str, cfg, size, seed: int) -> torch.Tensor:
         if not module.training:
             return None
         t, step[0] = step[0], step[0] + 1
-        r = min(1.0, t / n) if kind == "ramp" else float(t >= n)
         zz = z.to(inputs[0])
-        return (zz + r * (inputs[0] - zz),)
+        return (zz + min(1.0, t / n) * (inputs[0] - zz),)
     net.register_forward_pre_hook(rescale)
     return z
 
@@ -192,6 +191,10 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         latent = fill_input(y, operator.mask, keep=name == "fill-input-keep")
+    if name in ("lanczos2", "lanczos3"):
+        if task != "super-resolve":
+            raise SystemExit(f"error: lever {name} is for super-resolution cases")
+        operator = Downsample(operator.factor, name)
     if name.startswith("sigma-p-"):
         latent = perturbation_schedule(net, name, preset.fit, gt.shape[-2:], seed)
     if name.startswith("upsampled-input"):
