@@ -80,6 +80,7 @@ def _presets() -> list[Preset]:
                 reg_noise_per_variance=6.0, ema=0.99, **FAST)
     # inpainting from random z: sigma_p 0.01 converges faster than the paper's 0.03
     inpaint = dict(num_iter=6000, lr=0.01, reg_noise_std=0.01, ema=0.99, **FAST)
+    inverse = dict(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99)     # deblurring, MRI
     return [
         # denoising (also used for any Gaussian-like noise)
         P("default", "denoise", network_args=LIGHT_ZERO_NEAREST, fit=FitConfig(**sure), stop_args=SURE_STOP,
@@ -132,20 +133,13 @@ def _presets() -> list[Preset]:
         P("lab", "reconstruct", network="lab", network_args=dict(width=64, skip_channels=8),
           fit=FitConfig(num_iter=1000, lr=0.01, reg_noise_std=0.0, ema=0.0), stop="none",
           description="the lab's encoder-decoder with two skip connections"),
-        # deblurring: F = convolution with a known kernel (not in the paper: its denoising settings)
-        P("default", "deblur", network_args=LIGHT_NET,
-          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
-          description="light hourglass, bfloat16 where fast, automatic stop"),
-        P("paper", "deblur", network_args=PAPER_NET,
-          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, ema_warmup=False), stop="none",
-          description="no deblurring in the paper: its hourglass and settings, 3000 it, float32"),
-        # compressed-sensing MRI: F = k-space mask after an orthonormal FFT; one (magnitude) channel
-        P("default", "mri", network_args=LIGHT_NET,
-          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, **FAST),
-          description="light hourglass, bfloat16 where fast, automatic stop"),
-        P("paper", "mri", network_args=PAPER_NET,
-          fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99, ema_warmup=False), stop="none",
-          description="no MRI in the paper: its hourglass and settings, 3000 it, float32"),
+        # deblurring (F = convolution with a known kernel) and compressed-sensing MRI (F = k-space mask after an
+        # orthonormal FFT; one magnitude channel): not in the paper, so its denoising settings
+        *[p for task, what in (("deblur", "deblurring"), ("mri", "MRI")) for p in (
+            P("default", task, network_args=LIGHT_NET, fit=FitConfig(**inverse, **FAST),
+              description="light hourglass, bfloat16 where fast, automatic stop"),
+            P("paper", task, network_args=PAPER_NET, fit=FitConfig(**inverse, ema_warmup=False), stop="none",
+              description=f"no {what} in the paper: its hourglass and settings, 3000 it, float32"))],
         # flash/no-flash: z = the flash image, the target the no-flash image, F = identity
         P("default", "flash", network_args=dict(LIGHT_NET, in_channels=3, upsample=FLASH_UPSAMPLE),
           fit=FitConfig(num_iter=601, lr=0.1, reg_noise_std=0.0, ema=0.0, **FAST), stop="none",
