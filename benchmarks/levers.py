@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 import neuralprior as npr
+from neuralprior.latent import make_latent, padded_size
 from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
 from neuralprior.operators import Downsample, gaussian_kernel
-from neuralprior.latent import make_latent, padded_size
 from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
 from stopping import cases, crop_case
@@ -107,12 +107,12 @@ LEVERS = {
         # inpainting: the input z is the observation filled in (see fill_input), not random noise
         "fill-input": ({}, dict(input_kind="observation")),
         "fill-input-keep": ({}, dict(input_kind="observation")),
-        # super-resolution: the input z is the observation upsampled (bicubic) to the output size
         # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
         # super-resolution: the model's downsampling kernel, Lanczos with support 3 or 2 (the paper's)
         "lanczos3": ({}, {}),
         "lanczos2": ({}, {}),
+        # super-resolution: the input z is the observation upsampled (bicubic) to the output size
         "upsampled-input": ({}, dict(input_kind="observation")),
         "upsampled-input-sigma-p0.1": ({}, dict(input_kind="observation", reg_noise_std=0.1)),
     },
@@ -195,7 +195,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "super-resolve":
             raise SystemExit(f"error: lever {name} is for super-resolution cases")
         operator = Downsample(operator.factor, name)
-    if name.startswith("sigma-p-"):
+    if name.startswith("sigma-p-ramp"):
         latent = perturbation_schedule(net, name, preset.fit, gt.shape[-2:], seed)
     if name.startswith("upsampled-input"):
         if task != "super-resolve":
@@ -293,16 +293,17 @@ def main() -> None:
     marks = [m for m in (100, 200, 300, 400, 600, 800, 1000, 1600, 2000, 3000, 4000, 6000, 8000, 11000) if m <= a.iterations]
     auto = a.stop == "auto"
     extra = " automatic stop: returned (iterations run) | quality returned |" if auto else ""
-    print("| lever | s/it | " + " | ".join(f"@{m}" for m in marks) + f" | peak | time to {a.target:g} dB |" + extra)
+    print("| " + " | ".join(["lever", "s/it", *(f"@{m}" for m in marks), "peak", f"time to {a.target:g} dB"]) + " |" + extra)
     print("|---|---|" + "---|" * len(marks) + "---|---|" + "---|---|" * auto)
     for name in a.lever or ["default"]:
         ps, spi, stop = run(task, name, y, gt, op, metric, a.iterations, a.seed, auto, a.progress)
         best_it = max(range(len(ps)), key=ps.__getitem__)
         reach = next((i for i, v in enumerate(ps) if v >= a.target), None)
         reach_s = f"{(reach + 1) * spi:.0f} s ({reach + 1} it)" if reach is not None else "not reached"
-        row = " | ".join(f"{ps[m - 1]:.2f}" if m <= len(ps) else "-" for m in marks)
+        row = [f"{ps[m - 1]:.2f}" if m <= len(ps) else "-" for m in marks]
         stop_s = f" {stop[0]} ({len(ps)}) | {stop[1]:.2f} |" if stop else ""
-        print(f"| {name} | {spi:.3f} | {row} | {ps[best_it]:.2f} @ {best_it + 1} | {reach_s} |{stop_s}", flush=True)
+        cells = [name, f"{spi:.3f}", *row, f"{ps[best_it]:.2f} @ {best_it + 1}", reach_s]
+        print("| " + " | ".join(cells) + " |" + stop_s, flush=True)
 
 
 if __name__ == "__main__":

@@ -538,9 +538,9 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
         "iterations_run": result.iterations_run, "stopped_at": result.stopped_at, "stop_reason": result.reason,
         "interrupted": result.interrupted, "seconds": round(result.seconds, 3),
         "seconds_per_iteration": round(result.seconds / max(result.iterations_run, 1), 4),
-        "factor": factor, **({"kernel": args.kernel} if task == "super-resolve" else {}), "network": {"kind": preset.network, **preset.network_args,   # z = the image: its channels
-                                      **({"in_channels": image.shape[1]}
-                                         if result.config.get("input_kind") == "observation" else {})},
+        "factor": factor, **({"kernel": args.kernel} if task == "super-resolve" else {}),
+        "network": {"kind": preset.network, **preset.network_args,      # z = the image: its channels
+                    **({"in_channels": image.shape[1]} if result.config.get("input_kind") == "observation" else {})},
         "config": result.config, "stop": args.stop or preset.stop, "history": result.history, "version": __version__,
     }
     if gt is not None:
