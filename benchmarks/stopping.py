@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import platform
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ from neuralprior.latent import crop_center
 from neuralprior.metrics import psnr, psnr_y
 from neuralprior.fit import noise_level
 from neuralprior.presets import get_preset
-from neuralprior.stopping import WindowedVariance
+from neuralprior.operators import Mask
+from neuralprior.stopping import HeldOutError, WindowedVariance
+from neuralprior.tasks import _hold_out          # how restore() holds pixels out for the inpainting stop
 
 PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000}
 
@@ -93,9 +96,14 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     rule = preset.stopping_rule("auto")                  # the rule stop="auto" uses with this preset
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
+    if task == "inpaint" and preset.held_out:             # as restore() does: fit on the pixels not held out
+        mask = Mask(kwargs["mask"]).mask
+        op, rule = _hold_out(Mask(mask), y * mask, rule, preset.held_out, seed=0)
+        kwargs = dict(kwargs, mask=op.mask)
     scores: list[float] = []
     iterations: list[int] = []
     seen = {"stop": None, "best_it": -1, "best_score": None}
+    t0 = time.perf_counter()
 
     def observe(state):
         s = metric(state.estimate.cpu(), gt)
@@ -107,41 +115,51 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                 seen["best_it"], seen["best_score"] = state.iteration, s
             if d.stop:
                 seen["stop"] = state.iteration
+        if args.progress and (state.iteration + 1) % args.progress == 0:
+            print(f"  {name} {state.iteration + 1}: {s:.2f} (returned {seen['best_it']}: {seen['best_score']:.2f}, "
+                  f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
-    t0 = time.perf_counter()
     r = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
                     callback=observe, **kwargs)
     per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
     peak = int(np.argmax(scores))
     stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
+    if isinstance(rule, HeldOutError):
+        watched = dict(errors=rule.errors, rule=dict(kind="held-out", held_out=rule.count, patience=rule.patience,
+                                                     min_iterations=rule.min_iterations))
+    else:
+        watched = dict(variances=rule.variances, noise_level=rule.noise_level, pool=rule.pool,
+                       rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
+                                 tolerance=rule.tolerance, tolerance_power=rule.tolerance_power))
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"],
                 psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
                 gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
                 fixed_iterations=r.iterations_run, paper_iterations=PAPER_ITERS[task],
                 seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
-                device=r.device), \
-        dict(case=name, iterations=iterations, scores=scores, variances=rule.variances, noise_level=rule.noise_level,
-             pool=rule.pool,
-             rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
-                       tolerance=rule.tolerance, tolerance_power=rule.tolerance_power))
+                device=r.device), dict(case=name, iterations=iterations, scores=scores, **watched)
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
            tolerance_power: float = 1.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
-    the saved windowed variances go through the rule's own decision (``WindowedVariance.judge``).
+    the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``).
 
     Returns (stop iteration, returned iteration, quality of the returned estimate).
     """
     q = dict(zip(series["iterations"], series["scores"]))
     its = series["iterations"]
-    rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
-                            tolerance=tolerance, tolerance_power=tolerance_power)
-    rule.noise_level = level
-    first = series["variances"][0][0] if series["variances"] else its[-1]
+    if series["rule"].get("kind") == "held-out":
+        rule = HeldOutError(torch.zeros(1), torch.ones(1), patience=patience, min_iterations=min_iterations)
+        watched = series["errors"]
+    else:
+        rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
+                                tolerance=tolerance, tolerance_power=tolerance_power)
+        rule.noise_level = level
+        watched = series["variances"]
+    first = watched[0][0] if watched else its[-1]
     best_it = max((i for i in its if i < first), default=its[0])   # before the window fills: the latest
-    for it, var in series["variances"]:
-        d = rule.judge(it, var)
+    for it, value in watched:
+        d = rule.judge(it, value)
         if d.best:
             best_it = it
         if d.stop:
@@ -157,10 +175,11 @@ def main_replay(args) -> None:
     for f in files:
         s = json.loads(f.read_text())
         r = s["rule"]
-        level = s["noise_level"] or args.level
+        level = s.get("noise_level") or args.level
         power = r.get("tolerance_power", 1.0) if args.tolerance_power is None else args.tolerance_power
+        tolerance = r.get("tolerance", 0.0) if args.tolerance is None else args.tolerance
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   r["tolerance"] if args.tolerance is None else args.tolerance, level, power)
+                                   tolerance, level, power)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
@@ -187,6 +206,7 @@ def main() -> None:
     p.add_argument("--tolerance", type=float)
     p.add_argument("--tolerance-power", type=float, help="with --replay: the rule's tolerance_power "
                    "(default: the series' own; series saved before it existed: 1)")
+    p.add_argument("--progress", type=int, metavar="N", help="print the quality to stderr every N iterations")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     args = p.parse_args()
     if args.replay:

@@ -9,8 +9,8 @@ import torch
 import neuralprior
 from neuralprior import FitConfig, FitState, NeuralPriorError, fit, psnr
 from neuralprior.networks import SkipNet
-from neuralprior.stopping import (Decision, FixedIterations, StoppingRule, WindowedVariance,
-                                  make_stopping_rule)
+from neuralprior.stopping import (Decision, FixedIterations, HeldOutError, StoppingRule, WindowedVariance,
+                                  make_stopping_rule, split_mask)
 
 
 def tiny_net(out_channels: int = 3, in_channels: int = 8, seed: int = 0) -> SkipNet:
@@ -633,3 +633,60 @@ def test_settled_threshold_scales_as_a_power_of_the_noise_level():
             stops[power, level] = next(t for t, x in enumerate(seq) if rule.update(t, x).stop)
     lo, ref, hi = 0.5 * REFERENCE_NOISE, REFERENCE_NOISE, 2 * REFERENCE_NOISE
     assert stops[3.0, hi] < stops[1.0, hi] and stops[3.0, ref] == stops[1.0, ref] and stops[3.0, lo] > stops[1.0, lo]
+
+
+# --- held-out pixels (the inpainting stop) ----------------------------------------------------
+
+def test_split_mask_holds_out_a_fraction_of_the_known_pixels_only():
+    g = torch.Generator().manual_seed(0)
+    mask = (torch.rand(1, 1, 64, 64, generator=g) > 0.5).float()
+    fitted, held = split_mask(mask, 0.1, seed=3)
+    assert torch.equal(fitted + held, mask)                     # disjoint, and together the known pixels
+    assert float((held * (1 - mask)).sum()) == 0                # nothing missing is held out
+    assert 0.07 < float(held.sum() / mask.sum()) < 0.13
+    assert torch.equal(split_mask(mask, 0.1, seed=3)[1], held)  # the seed decides
+    assert not torch.equal(split_mask(mask, 0.1, seed=4)[1], held)
+    colour = mask.expand(1, 3, 64, 64)                           # a per-channel mask: the same positions in each
+    h3 = split_mask(colour, 0.1, seed=3)[1]
+    assert torch.equal(h3[:, 0], h3[:, 1]) and torch.equal(h3[:, 0], h3[:, 2])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_mask(mask, 1.5)
+
+
+def test_held_out_error_returns_the_estimate_nearest_the_held_out_pixels_and_stops_after_patience():
+    target = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    held = torch.zeros_like(target)
+    held[..., ::3, ::3] = 1
+    other = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    rule = HeldOutError(target, held, patience=20, min_iterations=5)
+    # estimates move towards the target until iteration 60, then away again
+    decisions = []
+    for t in range(200):
+        a = abs(t - 60) / 100
+        decisions.append(rule.update(t, (1 - a) * target + a * other))
+        if decisions[-1].stop:
+            break
+    assert rule.best_iteration == 60
+    assert len(decisions) == 81 and decisions[-1].stop and "held-out" in decisions[-1].reason
+    assert all(d.best for d in decisions[:61]) and not any(d.best for d in decisions[61:])
+    assert rule.errors[60][1] == pytest.approx(0.0, abs=1e-12)
+    state = rule.state_dict()
+    again = HeldOutError(target, held)
+    again.load_state_dict(state)
+    assert again.best_iteration == 60 and again.errors == rule.errors
+    with pytest.raises(ValueError, match="at least one held-out pixel"):
+        HeldOutError(target, torch.zeros_like(target))
+
+
+def test_inpainting_auto_stop_never_fits_the_held_out_pixels(astronaut_crop):
+    """The fit is the same whatever the held-out pixels hold: only the stop looks at them."""
+    mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    _, held = split_mask(mask, 0.05, seed=0)                     # restore() holds out these with seed 0
+    assert float(held.sum()) >= 64
+    changed = torch.where(held.bool(), 1 - astronaut_crop, astronaut_crop)
+    runs = [neuralprior.inpaint(x, mask, num_iter=12, device="cpu", seed=0) for x in (astronaut_crop, changed)]
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+    assert runs[0].reason == "iteration limit 12 reached"
+    # with stop="none" every known pixel is fitted: the changed pixels change the loss
+    plain = [neuralprior.inpaint(x, mask, num_iter=3, stop="none", device="cpu") for x in (astronaut_crop, changed)]
+    assert plain[0].history["loss"] != plain[1].history["loss"]

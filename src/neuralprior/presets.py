@@ -34,6 +34,9 @@ WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 6
 SURE_STOP = dict(window=20, patience=200, min_iterations=100, tolerance=0.007, tolerance_power=2.5)
 # fast: at its looser tolerance a threshold proportional to sigma already ends strong-noise runs in time
 SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.014, tolerance_power=1.0)
+# inpainting: 5% of the known pixels are held out of the fit; the run stops 500 iterations after the minimum of
+# their error (the fit keeps improving slowly for thousands of iterations, then slowly declines: docs/stopping.md)
+HELD_OUT_STOP = dict(fraction=0.05, patience=500, min_iterations=100)
 # the light hourglass with zero padding and nearest upsampling, for SURE denoising: 20% less per iteration than
 # reflection padding and bilinear upsampling, at equal or better quality per iteration (docs/performance.md).
 # Not for super-resolution (it plateaus 0.7 dB lower) or inpainting (zero padding no faster to its target).
@@ -54,6 +57,9 @@ class Preset:
     stop: str | int = "auto"                    # "auto", "none" or a number of iterations
     description: str = ""
     stop_args: dict = field(default_factory=dict)   # settings of the "auto" rule (window, patience, min_iterations)
+    # inpainting: "auto" holds this fraction of the known pixels out of the fit and stops at the minimum of their
+    # error (HeldOutError) instead of watching the windowed variance; with its patience and min_iterations
+    held_out: dict = field(default_factory=dict)
 
     def stopping_rule(self, stop: str | int | StoppingRule | None = None) -> StoppingRule:
         """The rule ``stop`` names (default: the preset's); ``"auto"`` gets this preset's settings."""
@@ -106,9 +112,11 @@ def _presets() -> list[Preset]:
           description="denoising.ipynb (snail): 2400 it, input depth 3, no skips at the top levels"),
         # inpainting
         P("default", "inpaint", network_args=dict(LIGHT_NET, upsample="nearest"), fit=FitConfig(**inpaint),
+          held_out=HELD_OUT_STOP,
           description="light hourglass, nearest upsampling, sigma_p 0.01 (converges faster than the paper's 0.03), "
-                      "bfloat16 where fast, automatic stop"),
+                      "bfloat16 where fast, automatic stop on held-out pixels"),
         P("quality", "inpaint", network_args=dict(WIDE_TOP_NET, upsample="nearest"), fit=FitConfig(**inpaint),
+          held_out=HELD_OUT_STOP,
           description="default with 32 channels at full resolution and skip 8: higher final PSNR "
                       "(barbara +1.9 dB at 6000), about 2.3x the time per iteration on a CPU"),
         P("paper", "inpaint", network_args=dict(channels_skip=128, upsample="nearest"),
@@ -167,7 +175,8 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
         raise NeuralPriorError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     for p in PRESETS:
         if p.task == task and p.name == name:
-            p = replace(p, fit=replace(p.fit), network_args=dict(p.network_args), stop_args=dict(p.stop_args))
+            p = replace(p, fit=replace(p.fit), network_args=dict(p.network_args), stop_args=dict(p.stop_args),
+                        held_out=dict(p.held_out))
             if task == "super-resolve" and factor is not None and factor >= 8:
                 p.fit = replace(p.fit, num_iter=4000, reg_noise_std=0.05)
             return p
@@ -184,6 +193,8 @@ def preset_table() -> str:
         sigma_p = (f"{f.reg_noise_per_variance:g} x noise variance" if f.reg_noise_per_variance
                    else f"{f.reg_noise_std:.4g}")
         stop = f"{p.stop} ({', '.join(f'{k} {v:g}' for k, v in p.stop_args.items())})" if p.stop_args else p.stop
+        if p.held_out:
+            stop = f"{p.stop} (held-out {', '.join(f'{k} {v:g}' for k, v in p.held_out.items())})"
         rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.input_kind} / {f.loss} | {f.num_iter} "
                     f"| {f.lr:g} | {sigma_p} | {f.ema:g} | {f.precision} | {stop} | {p.description} |")
     return "\n".join(rows)

@@ -9,6 +9,11 @@ running variance of the last ``window`` estimates falls while the network learns
 the image and rises once it starts to fit noise; the iterate at the minimum
 variance is returned, and fitting stops when no new minimum has been seen for
 ``patience`` iterations.
+
+:class:`HeldOutError` needs measurements the fit never sees: a few of the known pixels of an
+inpainting problem are held out of the data term (:func:`split_mask`); their error falls while
+the network fills the image in and rises once it fits the known pixels at the expense of the
+rest. The iterate at the minimum error is returned.
 """
 from __future__ import annotations
 
@@ -161,6 +166,80 @@ class WindowedVariance(StoppingRule):
     def load_state_dict(self, state: dict) -> None:
         vars(self).update(state)
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
+
+
+class HeldOutError(StoppingRule):
+    """Stop at the minimum error on held-out measurements (self-validation).
+
+    ``target`` is the observation and ``weight`` is 1 on the pixels held out of the fit (0
+    elsewhere), both broadcasting over the estimate. The mean squared error of the estimate on
+    those pixels is computed at every iteration; the estimate at its minimum is the best one, and
+    the loop ends when no new minimum has been seen for ``patience`` iterations (never before
+    ``min_iterations``). Where the missing pixels are drawn at random, as the held-out ones are,
+    this error estimates the error on the missing pixels without the ground truth.
+    """
+
+    name = "held-out"
+
+    def __init__(self, target: torch.Tensor, weight: torch.Tensor, patience: int = 500, min_iterations: int = 100):
+        if not float(weight.sum()) > 0:
+            raise ValueError("held-out stopping needs at least one held-out pixel")
+        self.target, self.weight = target.detach().float(), weight.detach().float()
+        self.patience, self.min_iterations = int(patience), int(min_iterations)
+        self.count = int(weight.sum())
+        self.reset()
+
+    def reset(self) -> None:
+        self.best_error = float("inf")
+        self.best_iteration = -1
+        self.errors: list[tuple[int, float]] = []
+
+    def error(self, estimate: torch.Tensor) -> float:
+        """Mean squared error of ``estimate`` on the held-out pixels."""
+        if self.target.device != estimate.device:
+            self.target, self.weight = self.target.to(estimate.device), self.weight.to(estimate.device)
+        w = self.weight.expand_as(estimate)
+        return float(((estimate.detach().float() - self.target).square() * w).sum() / w.sum())
+
+    def update(self, iteration: int, estimate: torch.Tensor) -> Decision:
+        return self.judge(iteration, self.error(estimate))
+
+    def judge(self, iteration: int, error: float) -> Decision:
+        """The decision for a held-out error ``error`` at ``iteration`` (a saved series can be replayed)."""
+        self.errors.append((iteration, error))
+        if iteration < self.min_iterations:
+            return Decision(best=True)
+        if error < self.best_error:
+            self.best_error, self.best_iteration = error, iteration
+            return Decision(best=True)
+        if iteration - self.best_iteration >= self.patience:
+            return Decision(stop=True, reason=f"error on the {self.count} held-out pixels has not decreased for "
+                                              f"{self.patience} iterations (minimum at iteration {self.best_iteration})")
+        return Decision()
+
+    def state_dict(self) -> dict:
+        return {"best_error": self.best_error, "best_iteration": self.best_iteration, "errors": list(self.errors)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_error, self.best_iteration = state["best_error"], state["best_iteration"]
+        self.errors = list(state["errors"])
+
+
+def split_mask(mask: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the known pixels of an inpainting ``mask`` (1 = known) into (fitted, held out).
+
+    A random ``fraction`` of the known pixel positions (the same in every channel of a per-channel
+    mask) is held out; the two masks are disjoint and add up to ``mask > 0.5``.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
+    known = (mask > 0.5).float()
+    # a stream of its own: a mask drawn with torch.rand from the same seed must not decide the draw
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 0x5EED)
+    draw = torch.rand((*known.shape[:-3], 1, *known.shape[-2:]), generator=gen) if known.ndim >= 3 else \
+        torch.rand(known.shape, generator=gen)
+    held = (draw < fraction).float() * known
+    return known - held, held
 
 
 def make_stopping_rule(spec: str | int | StoppingRule | None, **auto_kwargs) -> StoppingRule:

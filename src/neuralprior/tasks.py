@@ -16,6 +16,7 @@ from .fit import FitResult, fit
 from .config import FitConfig
 from .operators import MRI, Blur, Downsample, Identity, Mask, cartesian_mask, parse_blur, radial_mask
 from .presets import get_preset
+from .stopping import HeldOutError, split_mask
 
 _FIT_FIELDS = {f.name for f in fields(FitConfig)}
 
@@ -84,15 +85,34 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     cfg = p.fit
     y = check_image(image, "image").float()
     op = _operator(task, y, mask, factor, kernel)
+    rule = p.stopping_rule(stop)
     if task == "inpaint":
         y = y * op.mask
+        if p.held_out and (p.stop if stop is None else stop) == "auto":
+            op, rule = _hold_out(op, y, rule, p.held_out, seed)
+            y = y * op.mask
     latent = None
     if task == "flash":
         latent = _flash_input(flash, y, p.network_args.get("in_channels", 32))
     net = p.build_network(out_channels=y.shape[1], seed=seed)
-    return fit(y, op, net=net, config=cfg, stop=p.stopping_rule(stop), x_true=x_true, seed=seed,
+    return fit(y, op, net=net, config=cfg, stop=rule, x_true=x_true, seed=seed,
                device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
                checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent)
+
+
+MIN_HELD_OUT = 64
+"""Fewest held-out pixels for :class:`~neuralprior.stopping.HeldOutError`; a mask with fewer known
+pixels than that over the held-out fraction keeps them all and the windowed-variance rule."""
+
+
+def _hold_out(op: Mask, y: torch.Tensor, rule, settings: dict, seed: int | None):
+    """(operator on the fitted pixels, :class:`HeldOutError` on the rest) for an inpainting ``op``;
+    ``(op, rule)`` unchanged when too few pixels would be held out."""
+    settings = dict(settings)
+    fitted, held = split_mask(op.mask, settings.pop("fraction"), 0 if seed is None else seed)
+    if float(held.sum()) < MIN_HELD_OUT:
+        return op, rule
+    return Mask(fitted), HeldOutError(y, held, **settings)
 
 
 def _flash_input(flash, y: torch.Tensor, channels: int) -> torch.Tensor:
