@@ -16,7 +16,8 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.002 --patience 200
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.008 --tolerance-power 2
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), Set5 x4 (5, Y PSNR shaved 4), and
-synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``).
+synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
+and noisy inpainting on the same images (sigma 25, half the pixels missing at random).
 """
 from __future__ import annotations
 
@@ -78,6 +79,12 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee")):
             g = torch.Generator().manual_seed(sigma)
             noisy = torch.round((clean + sigma / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
             yield f"synthetic-{img_name}-s{sigma}", "denoise", noisy, clean, {}, psnr
+    for img_name in images:         # noisy inpainting: sigma 25 and half the pixels missing at random
+        clean = _tensor(Image.fromarray(getattr(skd, img_name)()))
+        g = torch.Generator().manual_seed(2025)
+        mask = (torch.rand(1, 1, *clean.shape[-2:], generator=g) > 0.5).float()
+        noisy = torch.round((clean + 25 / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
+        yield f"synthetic-inpaint-{img_name}-s25", "inpaint", noisy * mask, clean, {"mask": mask}, psnr
 
 
 def crop_case(case, size: int | None):

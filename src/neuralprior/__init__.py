@@ -15,7 +15,7 @@ from .fit import FitResult, FitState, fit
 from .io import load_image, load_mask, save_image
 from .metrics import psnr, ssim
 from .presets import Preset, get_preset, preset_table
-from .stopping import FixedIterations, StoppingRule, WindowedVariance
+from .stopping import FixedIterations, HeldOutError, StoppingRule, WindowedVariance
 from .tasks import (MRIResult, deblur, denoise, flash_no_flash, inpaint, mri, reconstruct, remove_jpeg_artifacts,
                     restore, super_resolve)
 
@@ -25,6 +25,6 @@ __all__ = [
     "fit", "FitConfig", "FitResult", "FitState", "NeuralPriorError",
     "denoise", "inpaint", "super_resolve", "remove_jpeg_artifacts", "reconstruct", "restore",
     "deblur", "mri", "flash_no_flash", "MRIResult",
-    "get_preset", "preset_table", "Preset", "StoppingRule", "WindowedVariance", "FixedIterations",
+    "get_preset", "preset_table", "Preset", "StoppingRule", "WindowedVariance", "HeldOutError", "FixedIterations",
     "load_image", "load_mask", "save_image", "psnr", "ssim", "networks", "operators", "__version__",
 ]
