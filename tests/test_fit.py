@@ -690,3 +690,18 @@ def test_inpainting_auto_stop_never_fits_the_held_out_pixels(astronaut_crop):
     # with stop="none" every known pixel is fitted: the changed pixels change the loss
     plain = [neuralprior.inpaint(x, mask, num_iter=3, stop="none", device="cpu") for x in (astronaut_crop, changed)]
     assert plain[0].history["loss"] != plain[1].history["loss"]
+
+
+def test_too_few_known_pixels_keep_the_windowed_variance():
+    from neuralprior.operators import Mask
+    from neuralprior.tasks import MIN_HELD_OUT, _hold_out
+
+    y = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    sparse = torch.zeros(1, 1, 64, 64)
+    sparse[..., ::8, ::8] = 1                                   # 64 known pixels: about 3 would be held out
+    op, rule = Mask(sparse), WindowedVariance()
+    assert _hold_out(op, y, rule, dict(fraction=0.05, patience=500), seed=0) == (op, rule)
+    dense = Mask(torch.ones(1, 1, 64, 64))
+    op2, rule2 = _hold_out(dense, y, rule, dict(fraction=0.05, patience=500), seed=0)
+    assert isinstance(rule2, HeldOutError) and rule2.count >= MIN_HELD_OUT and rule2.patience == 500
+    assert float(op2.mask.sum()) == 64 * 64 - rule2.count
