@@ -687,9 +687,11 @@ def test_inpainting_auto_stop_never_fits_the_held_out_pixels(astronaut_crop):
     runs = [neuralprior.inpaint(x, mask, num_iter=12, device="cpu", seed=0) for x in (astronaut_crop, changed)]
     assert runs[0].history["loss"] == runs[1].history["loss"]
     assert runs[0].reason == "iteration limit 12 reached"
+    assert runs[0].config["held_out"]["pixels"] == int(held.sum())      # recorded with the result
     # with stop="none" every known pixel is fitted: the changed pixels change the loss
     plain = [neuralprior.inpaint(x, mask, num_iter=3, stop="none", device="cpu") for x in (astronaut_crop, changed)]
     assert plain[0].history["loss"] != plain[1].history["loss"]
+    assert "held_out" not in plain[0].config
 
 
 def test_too_few_known_pixels_keep_the_windowed_variance():

@@ -95,9 +95,12 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     if task == "flash":
         latent = _flash_input(flash, y, p.network_args.get("in_channels", 32))
     net = p.build_network(out_channels=y.shape[1], seed=seed)
-    return fit(y, op, net=net, config=cfg, stop=rule, x_true=x_true, seed=seed,
-               device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
-               checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent)
+    result = fit(y, op, net=net, config=cfg, stop=rule, x_true=x_true, seed=seed,
+                 device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
+                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent)
+    if isinstance(rule, HeldOutError):          # the report says which pixels the fit did not see
+        result.config["held_out"] = dict(pixels=rule.count, patience=rule.patience, best_iteration=rule.best_iteration)
+    return result
 
 
 MIN_HELD_OUT = 64
