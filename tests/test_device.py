@@ -127,3 +127,15 @@ def test_cuda_graph_survives_the_divergence_guard():
     clean, noisy = _noisy_ramp(48, 8)
     r = neuralprior.denoise(noisy, device="cuda", num_iter=40, stop="none", guard_jump=1e-9, seed=1)
     assert r.iterations_run == 40 and torch.isfinite(r.image).all()
+
+
+@cuda
+def test_inpainting_with_a_mask_on_the_gpu_holds_pixels_out_there():
+    from neuralprior.stopping import split_mask
+
+    mask = (torch.rand(1, 1, 64, 64) > 0.5).float().cuda()
+    fitted, held = split_mask(mask, 0.05, seed=0)
+    assert fitted.device.type == "cuda" and torch.equal((fitted + held).cpu(), mask.cpu())
+    image = torch.rand(1, 3, 64, 64).cuda() * mask
+    r = neuralprior.inpaint(image, mask, num_iter=3, device="cuda")
+    assert r.image.shape == (1, 3, 64, 64) and r.config["held_out"]["pixels"] == int(held.sum())

@@ -687,7 +687,7 @@ def test_inpainting_auto_stop_never_fits_the_held_out_pixels(astronaut_crop):
     runs = [neuralprior.inpaint(x, mask, num_iter=12, device="cpu", seed=0) for x in (astronaut_crop, changed)]
     assert runs[0].history["loss"] == runs[1].history["loss"]
     assert runs[0].reason == "iteration limit 12 reached"
-    assert runs[0].config["held_out"]["pixels"] == int(held.sum())      # recorded with the result
+    assert runs[0].config["held_out"] == dict(pixels=int(held.sum()), fraction=0.05, patience=500)
     # with stop="none" every known pixel is fitted: the changed pixels change the loss
     plain = [neuralprior.inpaint(x, mask, num_iter=3, stop="none", device="cpu") for x in (astronaut_crop, changed)]
     assert plain[0].history["loss"] != plain[1].history["loss"]
@@ -707,3 +707,46 @@ def test_too_few_known_pixels_keep_the_windowed_variance():
     op2, rule2 = _hold_out(dense, y, rule, dict(fraction=0.05, patience=500), seed=0)
     assert isinstance(rule2, HeldOutError) and rule2.count >= MIN_HELD_OUT and rule2.patience == 500
     assert float(op2.mask.sum()) == 64 * 64 - rule2.count
+
+
+def _quick_held_out(monkeypatch, **held_out):
+    """restore() with the default inpainting preset's held-out settings replaced by ``held_out``."""
+    import neuralprior.tasks as tasks
+
+    real = tasks.get_preset
+
+    def patched(task, name="default", **kw):
+        p = real(task, name, **kw)
+        if task == "inpaint":
+            p.held_out = dict(p.held_out, **held_out)
+        return p
+    monkeypatch.setattr(tasks, "get_preset", patched)
+
+
+def test_the_held_out_stop_returns_the_estimate_nearest_the_held_out_observation(monkeypatch, astronaut_crop):
+    _quick_held_out(monkeypatch, patience=4, min_iterations=1)
+    mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    _, held = split_mask(mask, 0.05, seed=0)
+    y = astronaut_crop * mask
+    errors = []
+
+    def watch(state):        # the error on the held-out pixels of the observation y, as the rule must see it
+        errors.append(float(((state.estimate - y).square() * held).sum() / (held.sum() * 3)))
+    r = neuralprior.inpaint(y, mask, num_iter=400, device="cpu", seed=0, callback=watch, lr=0.05)
+    assert "held-out" in r.reason and r.iterations_run < 400
+    best = min(range(1, len(errors)), key=errors.__getitem__)
+    assert r.stopped_at == best and r.iterations_run == best + 1 + 4
+
+
+def test_held_out_counts_pixel_positions_and_refuses_another_rules_state():
+    from neuralprior.stopping import held_out_pixels
+
+    mask = torch.zeros(1, 3, 8, 8)
+    mask[..., :2, :] = 1
+    assert held_out_pixels(mask) == 16 and held_out_pixels(mask[0, 0]) == 16
+    rule = HeldOutError(torch.rand(1, 3, 8, 8), mask)
+    assert rule.count == 16
+    with pytest.raises(NeuralPriorError, match="another stopping rule"):
+        rule.load_state_dict(WindowedVariance().state_dict())
+    with pytest.raises(NeuralPriorError, match="another stopping rule"):
+        WindowedVariance().load_state_dict(rule.state_dict())

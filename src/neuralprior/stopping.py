@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as nnf
 
+from ._validation import NeuralPriorError
+
 
 @dataclass
 class Decision:
@@ -164,6 +166,8 @@ class WindowedVariance(StoppingRule):
                 for k, v in vars(self).items()}
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("rule", self.name) != self.name:
+            raise NeuralPriorError("the checkpoint was made with another stopping rule: resume it with the same --stop")
         vars(self).update(state)
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
 
@@ -186,7 +190,7 @@ class HeldOutError(StoppingRule):
             raise ValueError("held-out stopping needs at least one held-out pixel")
         self.target, self.weight = target.detach().float(), weight.detach().float()
         self.patience, self.min_iterations = int(patience), int(min_iterations)
-        self.count = int(weight.sum())
+        self.count = held_out_pixels(weight)
         self.reset()
 
     def reset(self) -> None:
@@ -218,11 +222,21 @@ class HeldOutError(StoppingRule):
         return Decision()
 
     def state_dict(self) -> dict:
-        return {"best_error": self.best_error, "best_iteration": self.best_iteration, "errors": list(self.errors)}
+        return {"rule": self.name, "best_error": self.best_error, "best_iteration": self.best_iteration,
+                "errors": list(self.errors)}
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("rule") != self.name:
+            raise NeuralPriorError("the checkpoint was made with another stopping rule (before the held-out stop, "
+                                   "or with --stop none or N): resume it with the same --stop")
         self.best_error, self.best_iteration = state["best_error"], state["best_iteration"]
         self.errors = list(state["errors"])
+
+
+def held_out_pixels(weight: torch.Tensor) -> int:
+    """Pixel positions a held-out ``weight`` covers (a per-channel mask counts each position once)."""
+    w = weight.detach()
+    return int((w.amax(dim=-3) if w.ndim >= 3 else w).gt(0).sum())
 
 
 def split_mask(mask: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,9 +249,10 @@ def split_mask(mask: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torc
         raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
     known = (mask > 0.5).float()
     # a stream of its own: a mask drawn with torch.rand from the same seed must not decide the draw
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 0x5EED)
+    gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + 0x5EED) % 2**63)
     draw = torch.rand((*known.shape[:-3], 1, *known.shape[-2:]), generator=gen) if known.ndim >= 3 else \
         torch.rand(known.shape, generator=gen)
+    draw = draw.to(known.device)
     held = (draw < fraction).float() * known
     return known - held, held
 

@@ -16,7 +16,7 @@ from .fit import FitResult, fit
 from .config import FitConfig
 from .operators import MRI, Blur, Downsample, Identity, Mask, cartesian_mask, parse_blur, radial_mask
 from .presets import get_preset
-from .stopping import HeldOutError, split_mask
+from .stopping import HeldOutError, held_out_pixels, split_mask
 
 _FIT_FIELDS = {f.name for f in fields(FitConfig)}
 
@@ -78,7 +78,10 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     ``"bicubic"``; ``"box"``); ``flash``: the flash image of flash/no-flash.
     ``overrides`` are :class:`FitConfig` fields (``num_iter``, ``lr``, ``reg_noise_std``, ``loss``,
     ``tv_weight``, ``tikhonov_weight``, ...).
-    ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations).
+    ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations). Inpainting
+    with ``"auto"`` and a preset that holds pixels out (``default``, ``quality``) fits all but 5% of the
+    known pixels and stops on their error (:class:`~neuralprior.stopping.HeldOutError`); the result's
+    ``config["held_out"]`` says how many.
     ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
     p = _configured_preset(task, preset, overrides, factor=factor)
@@ -99,7 +102,7 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
                  device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent)
     if isinstance(rule, HeldOutError):          # the report says which pixels the fit did not see
-        result.config["held_out"] = dict(pixels=rule.count, patience=rule.patience, best_iteration=rule.best_iteration)
+        result.config["held_out"] = dict(pixels=rule.count, fraction=p.held_out["fraction"], patience=rule.patience)
     return result
 
 
@@ -113,7 +116,7 @@ def _hold_out(op: Mask, y: torch.Tensor, rule, settings: dict, seed: int | None)
     ``(op, rule)`` unchanged when too few pixels would be held out."""
     settings = dict(settings)
     fitted, held = split_mask(op.mask, settings.pop("fraction"), 0 if seed is None else seed)
-    if float(held.sum()) < MIN_HELD_OUT:
+    if held_out_pixels(held) < MIN_HELD_OUT:
         return op, rule
     return Mask(fitted), HeldOutError(y, held, **settings)
 
