@@ -750,3 +750,16 @@ def test_held_out_counts_pixel_positions_and_refuses_another_rules_state():
         rule.load_state_dict(WindowedVariance().state_dict())
     with pytest.raises(NeuralPriorError, match="another stopping rule"):
         WindowedVariance().load_state_dict(rule.state_dict())
+
+
+def test_held_out_inpainting_resumes_to_the_same_result(monkeypatch, astronaut_crop, tmp_path):
+    _quick_held_out(monkeypatch, patience=50, min_iterations=1)
+    mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    y, ck = astronaut_crop * mask, tmp_path / "ck.pt"
+    whole = neuralprior.inpaint(y, mask, num_iter=12, device="cpu")
+    neuralprior.inpaint(y, mask, num_iter=7, device="cpu", checkpoint=ck, checkpoint_every=7)
+    resumed = neuralprior.inpaint(y, mask, num_iter=12, device="cpu", resume=ck)
+    assert torch.equal(resumed.image, whole.image) and resumed.stopped_at == whole.stopped_at
+    neuralprior.inpaint(y, mask, num_iter=12, device="cpu", stop="none", checkpoint=tmp_path / "n.pt")
+    with pytest.raises(NeuralPriorError, match="another stopping rule"):      # that one fitted every known pixel
+        neuralprior.inpaint(y, mask, num_iter=14, device="cpu", resume=tmp_path / "n.pt")
