@@ -30,7 +30,8 @@ import neuralprior as npr
 from neuralprior.latent import make_latent, padded_size
 from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
-from neuralprior.operators import Downsample, gaussian_kernel
+from neuralprior.operators import Downsample, Mask, gaussian_kernel
+from neuralprior.stopping import split_mask
 from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
 from stopping import cases, crop_case
@@ -106,6 +107,8 @@ LEVERS = {
         "nearest-up": (dict(upsample="nearest"), {}),     # reflection padding kept (inpainting: its default)
         # inpainting: the input z is the observation filled in (see fill_input), not random noise
         "fill-input": ({}, dict(input_kind="observation")),
+        # the fit without the 5% of known pixels the held-out stop keeps apart (its cost in quality)
+        "held-out-5": ({}, {}),
         "fill-input-keep": ({}, dict(input_kind="observation")),
         # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
@@ -191,6 +194,11 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         latent = fill_input(y, operator.mask, keep=name == "fill-input-keep")
+    if name == "held-out-5":
+        if task != "inpaint":
+            raise SystemExit(f"error: lever {name} is for inpainting cases")
+        operator = Mask(split_mask(operator.mask, 0.05, seed=0)[0])     # what restore() fits with stop="auto"
+        y = y * operator.mask
     if name in ("lanczos2", "lanczos3"):
         if task != "super-resolve":
             raise SystemExit(f"error: lever {name} is for super-resolution cases")
