@@ -30,10 +30,9 @@ import neuralprior as npr
 from neuralprior.latent import make_latent, padded_size
 from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
-from neuralprior.operators import Downsample, Mask, gaussian_kernel
-from neuralprior.stopping import split_mask
+from neuralprior.operators import Downsample, gaussian_kernel
 from neuralprior.presets import WIDE_TOP_NET
-from neuralprior.tasks import _configured_preset, _operator   # what restore() builds for a task
+from neuralprior.tasks import _configured_preset, _hold_out, _operator   # what restore() builds for a task
 from stopping import cases, crop_case
 
 WIDE_TOP = WIDE_TOP_NET      # 32 channels at full resolution, skip 8 (the `quality` presets' network)
@@ -197,7 +196,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     if name == "held-out-5":
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
-        operator = Mask(split_mask(operator.mask, 0.05, seed=0)[0])     # what restore() fits with stop="auto"
+        operator = _hold_out(operator, y, None, preset.held_out, seed=0)[0]     # what restore() fits
         y = y * operator.mask
     if name in ("lanczos2", "lanczos3"):
         if task != "super-resolve":

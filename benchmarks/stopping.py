@@ -104,8 +104,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
     if task == "inpaint" and preset.held_out:             # as restore() does: fit on the pixels not held out
-        mask = Mask(kwargs["mask"]).mask
-        op, rule = _hold_out(Mask(mask), y * mask, rule, preset.held_out, seed=0)
+        op = Mask(kwargs["mask"])
+        op, rule = _hold_out(op, y * op.mask, rule, preset.held_out, seed=0)
         kwargs = dict(kwargs, mask=op.mask)
     scores: list[float] = []
     iterations: list[int] = []
