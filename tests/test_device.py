@@ -137,5 +137,7 @@ def test_inpainting_with_a_mask_on_the_gpu_holds_pixels_out_there():
     fitted, held = split_mask(mask, 0.05, seed=0)
     assert fitted.device.type == "cuda" and torch.equal((fitted + held).cpu(), mask.cpu())
     image = torch.rand(1, 3, 64, 64).cuda() * mask
-    r = neuralprior.inpaint(image, mask, num_iter=3, device="cuda")
+    r = neuralprior.inpaint(image, mask, num_iter=8, device="cuda")
     assert r.image.shape == (1, 3, 64, 64) and r.config["held_out"]["pixels"] == int(held.sum())
+    # then the stretch on every known pixel, resumed from the state kept on the GPU: 2 = a quarter of 8
+    assert r.config["held_out"]["stretch"] == 2 and r.iterations_run == 10 and r.device.startswith("cuda")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -678,16 +679,20 @@ def test_held_out_error_returns_the_estimate_nearest_the_held_out_pixels_and_sto
         HeldOutError(target, torch.zeros_like(target))
 
 
-def test_inpainting_auto_stop_never_fits_the_held_out_pixels(astronaut_crop):
-    """The fit is the same whatever the held-out pixels hold: only the stop looks at them."""
+def test_inpainting_auto_stop_never_fits_the_held_out_pixels_before_it_stops(astronaut_crop):
+    """The fit is the same whatever the held-out pixels hold until the stop: only the stop looks at
+    them. The stretch after it (a quarter of the iterations to the chosen estimate) fits every known pixel."""
     mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     _, held = split_mask(mask, 0.05, seed=0)                     # restore() holds out these with seed 0
     assert float(held.sum()) >= 64
     changed = torch.where(held.bool(), 1 - astronaut_crop, astronaut_crop)
     runs = [neuralprior.inpaint(x, mask, num_iter=12, device="cpu", seed=0) for x in (astronaut_crop, changed)]
-    assert runs[0].history["loss"] == runs[1].history["loss"]
-    assert runs[0].reason == "iteration limit 12 reached"
-    assert runs[0].config["held_out"] == dict(pixels=int(held.sum()), fraction=0.05, patience=500)
+    assert runs[0].history["loss"][:12] == runs[1].history["loss"][:12]
+    assert all(a != b for a, b in zip(runs[0].history["loss"][12:], runs[1].history["loss"][12:]))
+    assert len(runs[0].history["loss"]) == runs[0].iterations_run == 15 and runs[0].stopped_at == 14
+    assert runs[0].reason == "iteration limit 12 reached; then 3 iterations on every known pixel from iteration 11"
+    assert runs[0].config["held_out"] == dict(pixels=int(held.sum()), fraction=0.05, patience=500,
+                                              best_iteration=11, stretch=3)
     # with stop="none" every known pixel is fitted: the changed pixels change the loss
     plain = [neuralprior.inpaint(x, mask, num_iter=3, stop="none", device="cpu") for x in (astronaut_crop, changed)]
     assert plain[0].history["loss"] != plain[1].history["loss"]
@@ -724,7 +729,7 @@ def _quick_held_out(monkeypatch, **held_out):
 
 
 def test_the_held_out_stop_returns_the_estimate_nearest_the_held_out_observation(monkeypatch, astronaut_crop):
-    _quick_held_out(monkeypatch, patience=4, min_iterations=1)
+    _quick_held_out(monkeypatch, patience=4, min_iterations=1, stretch=0)
     mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(5)) > 0.5).float()
     _, held = split_mask(mask, 0.05, seed=0)
     y = astronaut_crop * mask
@@ -736,6 +741,40 @@ def test_the_held_out_stop_returns_the_estimate_nearest_the_held_out_observation
     assert "held-out" in r.reason and r.iterations_run < 400
     best = min(range(1, len(errors)), key=errors.__getitem__)
     assert r.stopped_at == best and r.iterations_run == best + 1 + 4
+
+
+def test_the_stretch_on_every_known_pixel_goes_on_from_the_chosen_estimate_and_gains(monkeypatch, astronaut_crop):
+    """After the held-out stop, fitting every known pixel from the state of the returned estimate
+    takes back what holding pixels out cost: measured against the ground truth."""
+    mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    y = astronaut_crop * mask
+    runs = {}
+    for k in (0, 60):
+        _quick_held_out(monkeypatch, patience=30, min_iterations=1, stretch=1.0, max_stretch=k)
+        runs[k] = neuralprior.inpaint(y, mask, num_iter=200, device="cpu", seed=0, lr=0.02, x_true=astronaut_crop)
+    first, finished = runs[0], runs[60]
+    b = first.stopped_at            # the minimum of the held-out error (the run may end at its 200 first)
+    assert first.iterations_run <= 200 and b < first.iterations_run
+    assert finished.config["held_out"]["best_iteration"] == b and finished.config["held_out"]["stretch"] == 60
+    assert finished.stopped_at == b + 60 and finished.iterations_run == first.iterations_run + 60
+    # the returned estimate's lineage: the held-out fit up to b, then the stretch (not the iterations after b)
+    assert finished.history["loss"][:b + 1] == first.history["loss"][:b + 1]
+    assert len(finished.history["loss"]) == b + 61
+    assert psnr(finished.image, astronaut_crop) > psnr(first.image, astronaut_crop) + 0.1
+
+
+def test_a_best_state_resumes_only_with_its_history(astronaut_crop):
+    net = tiny_net()
+    cfg = FitConfig(num_iter=6, ema=0.9)
+    r = fit(astronaut_crop, net=net, config=cfg, stop="auto", device="cpu", keep_best_state=True)
+    assert r.best_state is not None and r.best_state["iteration"] == r.stopped_at
+    with pytest.raises(NeuralPriorError, match="needs the history"):
+        fit(astronaut_crop, net=net, config=cfg, device="cpu", resume=r.best_state)
+    # with it, the fit goes on from the best estimate's state: the same as the run that made it
+    state = dict(r.best_state, history={k: v[:r.stopped_at + 1] for k, v in r.history.items()})
+    more = fit(astronaut_crop, net=net, config=replace(cfg, num_iter=r.stopped_at + 1), device="cpu", resume=state)
+    assert torch.equal(more.image, r.image) and more.iterations_run == r.stopped_at + 1
+    assert fit(astronaut_crop, net=net, config=cfg, device="cpu").best_state is None     # kept only when asked
 
 
 def test_held_out_counts_pixel_positions_and_refuses_another_rules_state():
@@ -756,10 +795,14 @@ def test_held_out_inpainting_resumes_to_the_same_result(monkeypatch, astronaut_c
     _quick_held_out(monkeypatch, patience=50, min_iterations=1)
     mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(5)) > 0.5).float()
     y, ck = astronaut_crop * mask, tmp_path / "ck.pt"
-    whole = neuralprior.inpaint(y, mask, num_iter=12, device="cpu")
+    whole = neuralprior.inpaint(y, mask, num_iter=12, device="cpu", checkpoint=tmp_path / "whole.pt")
     neuralprior.inpaint(y, mask, num_iter=7, device="cpu", checkpoint=ck, checkpoint_every=7)
     resumed = neuralprior.inpaint(y, mask, num_iter=12, device="cpu", resume=ck)
     assert torch.equal(resumed.image, whole.image) and resumed.stopped_at == whole.stopped_at
+    assert whole.config["held_out"]["stretch"] == 3
+    # the checkpoint of the finished fit keeps the state of its best estimate: the stretch is redone from it
+    again = neuralprior.inpaint(y, mask, num_iter=12, device="cpu", resume=tmp_path / "whole.pt")
+    assert torch.equal(again.image, whole.image) and again.config["held_out"] == whole.config["held_out"]
     neuralprior.inpaint(y, mask, num_iter=12, device="cpu", stop="none", checkpoint=tmp_path / "n.pt")
     with pytest.raises(NeuralPriorError, match="another stopping rule"):      # that one fitted every known pixel
         neuralprior.inpaint(y, mask, num_iter=14, device="cpu", resume=tmp_path / "n.pt")

@@ -57,6 +57,9 @@ class FitResult:
     device: str = "cpu"
     precision: str = "float32"
     interrupted: bool = False       # True when stopped by Ctrl-C / SIGTERM
+    # with fit(keep_best_state=True): the whole state after the returned iteration, without its
+    # history (a ``resume`` continues from it once given ``history``, see :func:`fit`)
+    best_state: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def oracle_best(self) -> tuple[float, int] | None:
@@ -96,7 +99,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         callback: Callable[[FitState], None] | None = None, callback_every: int = 1,
         time_limit: float | None = None, latent: torch.Tensor | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 100,
-        resume: str | os.PathLike | None = None) -> FitResult:
+        resume: str | os.PathLike | dict | None = None, keep_best_state: bool = False) -> FitResult:
     """Fit ``net`` so that ``operator(net(z))`` matches the observation ``y``.
 
     .. math:: \\theta^* = \\arg\\min_\\theta E(F(f_\\theta(z)), y) + \\lambda\\,TV(f_\\theta(z))
@@ -123,7 +126,12 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     checkpoint : file where the whole state (weights, optimiser, z, random state, output average,
         history) is saved every ``checkpoint_every`` iterations and when the run is stopped.
     resume : a checkpoint to continue from; with the same inputs and settings the result is the
-        same as that of an uninterrupted run (bit-identical on the CPU).
+        same as that of an uninterrupted run (bit-identical on the CPU). Also a state held in
+        memory: a result's ``best_state`` with ``history`` set to the result's history up to
+        ``stopped_at`` (other observations and operators of the same size are allowed: a fit
+        continued on another problem).
+    keep_best_state : keep a copy of the whole state at each estimate the stopping rule judges
+        best, returned as ``result.best_state`` (and saved in checkpoints).
         A callback may raise :class:`StopFitting` to end the run cleanly (the CLI does on Ctrl-C).
 
     Returns
@@ -211,13 +219,17 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     if x_true is not None:
         history["psnr"], history["psnr_raw"] = [], []
     start_it, elapsed_before = 0, 0.0
+    best_state = None
     if resume is not None:
-        state = _load_checkpoint(resume, cfg, seed, tuple(y.shape), (h, w))
+        state = _check_state(resume, cfg, seed, tuple(y.shape), (h, w)) if isinstance(resume, dict) else \
+            _load_checkpoint(resume, cfg, seed, tuple(y.shape), (h, w))
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         z = state["z"].to(dev).contiguous(memory_format=memory_format)
         gen_dev.set_state(state["gen_dev"])
-        rule.load_state_dict(state["rule"])
+        if state["rule"] is not None:           # None: a best_state, continued under another rule
+            rule.load_state_dict(state["rule"])
+        best_state = state.get("best_state")
         estimate, best = _to(state["estimate"], dev), _to(state["best"], dev)
         best_it, history, lr_scale, loss_avg = state["best_it"], state["history"], state["lr_scale"], state["loss_avg"]
         if cfg.guard:
@@ -248,13 +260,18 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
 
     graph = graph_io = None     # the recorded CUDA graph of `passes` and its (inputs, outputs)
 
+    def state(iteration: int, whole: bool = True) -> dict:
+        """Everything needed to go on after ``iteration`` (tensors by reference); ``whole=False``:
+        without the history and the rule's state, whose lists grow with the run."""
+        return dict(
+            iteration=iteration, net=net.state_dict(), optimizer=optimizer.state_dict(), z=z,
+            gen_dev=gen_dev.get_state(), rule=rule.state_dict() if whole else None, estimate=estimate,
+            best=best, best_it=best_it, history=history if whole else None, lr_scale=lr_scale, loss_avg=loss_avg,
+            last_good=list(last_good), elapsed=time.perf_counter() - start, config=cfg.to_dict(),
+            seed=seed, y_shape=tuple(y.shape), img_shape=(h, w))
+
     def save(iteration: int) -> None:
-        _save_checkpoint(checkpoint, dict(
-            iteration=iteration, net=net.state_dict(), optimizer=optimizer.state_dict(), z=z.cpu(),
-            gen_dev=gen_dev.get_state(), rule=rule.state_dict(), estimate=_to(estimate, "cpu"),
-            best=_to(best, "cpu"), best_it=best_it, history=history, lr_scale=lr_scale, loss_avg=loss_avg,
-            last_good=[t.cpu() for t in last_good], elapsed=time.perf_counter() - start, config=cfg.to_dict(),
-            seed=seed, y_shape=tuple(y.shape), img_shape=(h, w)))
+        _save_checkpoint(checkpoint, _map_tensors(dict(state(iteration), best_state=best_state), torch.Tensor.cpu))
 
     try:
         for it in range(start_it, cfg.num_iter):
@@ -320,6 +337,9 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             decision = rule.update(it, estimate)
             if decision.best or best is None:
                 best, best_it = estimate.clone(), it
+                if keep_best_state:          # z never changes: kept by reference, not copied
+                    copied = _map_tensors(dict(state(it, whole=False), z=None), lambda t: t.detach().clone())
+                    best_state = dict(copied, z=z)
             elapsed = time.perf_counter() - start
             if checkpoint is not None and (it + 1) % checkpoint_every == 0:
                 save(it)
@@ -350,7 +370,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                      config=dict(cfg.to_dict(), cuda_graph=graph is not None,       # what was used, not asked
                                  **({"noise_sigma": sigma, "reg_noise_std": sigma_p, "sure_batched": batched}
                                     if sure else {})),
-                     seed=seed, device=str(dev), precision=precision, interrupted=interrupted)
+                     seed=seed, device=str(dev), precision=precision, interrupted=interrupted,
+                     best_state=best_state if keep_best_state else None)
 
 
 def _record_cuda_graph(passes: Callable, draws: tuple, optimizer: torch.optim.Optimizer):
@@ -398,6 +419,17 @@ def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if t is None else t.to(device)
 
 
+def _map_tensors(obj, fn):
+    """``obj`` (nested dicts, lists and tuples) with ``fn`` applied to every tensor in it."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, fn) for v in obj)
+    return obj
+
+
 def _save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """Write ``state`` atomically: a crash leaves the previous checkpoint intact."""
     from .io import atomic_path
@@ -415,14 +447,21 @@ def _load_checkpoint(path, cfg: FitConfig, seed: int, y_shape: tuple, img_shape:
         state = torch.load(path, map_location="cpu", weights_only=False)   # our own file: it holds Python objects
     except Exception:
         raise NeuralPriorError(f"{path}: not a neuralprior checkpoint (unreadable)") from None
+    return _check_state(state, cfg, seed, y_shape, img_shape, where=f"{path}: ")
+
+
+def _check_state(state, cfg: FitConfig, seed: int, y_shape: tuple, img_shape: tuple, where: str = "") -> dict:
+    """``state`` (a checkpoint's or a result's ``best_state``), checked to belong to this problem."""
     if not isinstance(state, dict) or "net" not in state or "iteration" not in state:
-        raise NeuralPriorError(f"{path}: not a neuralprior checkpoint")
+        raise NeuralPriorError(f"{where}not a neuralprior checkpoint")
+    if state.get("history") is None:
+        raise NeuralPriorError(f"{where}a best_state to resume needs the history up to its iteration")
     if tuple(state["y_shape"]) != tuple(y_shape) or tuple(state["img_shape"]) != tuple(img_shape):
-        raise NeuralPriorError(f"{path}: checkpoint is for an image of another size")
+        raise NeuralPriorError(f"{where}checkpoint is for an image of another size")
     mine = {k: v for k, v in cfg.to_dict().items() if k != "num_iter"}
     theirs = {k: v for k, v in {**FitConfig().to_dict(), **state["config"]}.items()   # fields added since: defaults
               if k != "num_iter"}
     if mine != theirs or state["seed"] != seed:
         diff = sorted(k for k in mine if mine[k] != theirs.get(k)) or ["seed"]
-        raise NeuralPriorError(f"{path}: checkpoint was made with other settings ({', '.join(diff)})")
+        raise NeuralPriorError(f"{where}checkpoint was made with other settings ({', '.join(diff)})")
     return state
