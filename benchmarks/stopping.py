@@ -149,7 +149,9 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
     """Inpainting with a held-out stop: two runs. ``restore(stop="auto")`` itself (the fit on the
     pixels not held out until the stop, then the stretch on every known pixel), watched by the same
     rule on the same pixels to save the series; and the fixed long run on every known pixel, which
-    gives the oracle peak and the quality at the end."""
+    gives the oracle peak and the quality at the end. "auto stop" is where the held-out fit stopped
+    (the stretch follows), "returned" the iteration of the returned estimate (stretch included).
+    The saved series ends at the stop: a replay with a longer patience cannot see past it."""
     op = Mask(kwargs["mask"])
     _, rule = _hold_out(op, y * op.mask, None, preset.held_out, seed=0)     # the rule restore() builds
     scores: list[float] = []
@@ -168,19 +170,22 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
 
     auto = npr.restore(task, y, preset=args.preset, stop="auto", device=args.device, callback=observe, **kwargs)
     held = auto.config["held_out"]
+    ran = auto.iterations_run - held["stretch"]       # the held-out fit's iterations; the stretch's may follow
+    keep = sum(i < ran for i in iterations)
+    iterations, scores, errors = iterations[:keep], scores[:keep], [e for e in rule.errors if e[0] < ran]
     fixed: list[float] = []
     long = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
                        callback=lambda s: fixed.append(metric(s.estimate.cpu(), gt)), **kwargs)
     peak = int(np.argmax(fixed))
     quality = metric(auto.image, gt)
     before = dict(zip(iterations, scores))[held["best_iteration"]]
-    return dict(case=name, task=task, auto_stop=auto.iterations_run - 1, returned=auto.stopped_at,
+    return dict(case=name, task=task, auto_stop=ran - 1, returned=auto.stopped_at,
                 psnr_before_stretch=round(before, 2), psnr_auto=round(quality, 2), oracle_peak=round(fixed[peak], 2),
                 oracle_it=peak, gap=round(fixed[peak] - quality, 2), psnr_fixed=round(fixed[-1], 2),
                 fixed_iterations=long.iterations_run, paper_iterations=PAPER_ITERS[task],
                 seconds_per_iteration=round(long.seconds / long.iterations_run, 4),
                 seconds_to_stop=round(auto.seconds, 1), device=auto.device), \
-        dict(case=name, iterations=iterations, scores=scores, errors=rule.errors, fixed_scores=fixed,
+        dict(case=name, iterations=iterations, scores=scores, errors=errors, fixed_scores=fixed,
              rule=dict(kind="held-out", held_out=rule.count, patience=rule.patience,
                        min_iterations=rule.min_iterations, best_iteration=held["best_iteration"],
                        stretch=held["stretch"]))

@@ -221,8 +221,10 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     start_it, elapsed_before = 0, 0.0
     best_state = None
     if resume is not None:
-        state = _check_state(resume, cfg, seed, tuple(y.shape), (h, w)) if isinstance(resume, dict) else \
-            _load_checkpoint(resume, cfg, seed, tuple(y.shape), (h, w))
+        if isinstance(resume, dict):        # a copy: the run must not change the caller's state
+            state = _check_state(_map_tensors(resume, lambda t: t.detach().clone()), cfg, seed, tuple(y.shape), (h, w))
+        else:
+            state = _load_checkpoint(resume, cfg, seed, tuple(y.shape), (h, w))
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         z = state["z"].to(dev).contiguous(memory_format=memory_format)
@@ -272,6 +274,21 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
 
     def save(iteration: int) -> None:
         _save_checkpoint(checkpoint, _map_tensors(dict(state(iteration), best_state=best_state), torch.Tensor.cpu))
+
+    buffers: list[torch.Tensor] = []    # best_state's tensors, reused from one copy to the next
+
+    def snapshot(iteration: int) -> dict:
+        """A copy of the state after ``iteration`` without its history; z (never changed) by reference."""
+        current = dict(state(iteration, whole=False), z=None)
+        live = _tensors_in(current)
+        if [(t.shape, t.dtype, t.device) for t in live] != [(b.shape, b.dtype, b.device) for b in buffers]:
+            buffers[:] = [t.detach().clone() for t in live]
+        else:                           # one fused copy per device
+            for d in {b.device for b in buffers}:
+                pairs = [(b, t.detach()) for b, t in zip(buffers, live) if b.device == d]
+                torch._foreach_copy_([b for b, _ in pairs], [t for _, t in pairs])
+        copies = iter(buffers)
+        return dict(_map_tensors(current, lambda t: next(copies)), z=z)
 
     try:
         for it in range(start_it, cfg.num_iter):
@@ -337,9 +354,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             decision = rule.update(it, estimate)
             if decision.best or best is None:
                 best, best_it = estimate.clone(), it
-                if keep_best_state:          # z never changes: kept by reference, not copied
-                    copied = _map_tensors(dict(state(it, whole=False), z=None), lambda t: t.detach().clone())
-                    best_state = dict(copied, z=z)
+                if keep_best_state:
+                    best_state = snapshot(it)
             elapsed = time.perf_counter() - start
             if checkpoint is not None and (it + 1) % checkpoint_every == 0:
                 save(it)
@@ -417,6 +433,13 @@ def noise_level(y: torch.Tensor, config: FitConfig) -> float:
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if t is None else t.to(device)
+
+
+def _tensors_in(obj) -> list[torch.Tensor]:
+    """The tensors in ``obj`` in :func:`_map_tensors`' order."""
+    found: list[torch.Tensor] = []
+    _map_tensors(obj, lambda t: found.append(t) or t)
+    return found
 
 
 def _map_tensors(obj, fn):

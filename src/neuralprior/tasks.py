@@ -116,6 +116,7 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
                                             device=device, callback=callback, callback_every=callback_every,
                                             time_limit=time_limit)
             info["stretch"] = result.stopped_at - info["best_iteration"]
+        result.best_state = None
         result.config["held_out"] = info
     return result
 
@@ -128,10 +129,15 @@ def _fit_every_known_pixel(first: FitResult, y, op, net, cfg: FitConfig, iterati
     known pixels from the state of the chosen estimate takes back most of that. ``first`` is
     returned as it is when it was interrupted or its time is up.
     """
-    if first.interrupted or first.best_state is None or (time_limit is not None and first.seconds >= time_limit):
+    state, first.best_state = first.best_state, None        # not kept on the result (memory)
+    if first.interrupted or (time_limit is not None and first.seconds >= time_limit):
+        return first
+    if state is None:                   # resumed from a checkpoint made before the stretch existed
+        first.reason += "; no stretch on every known pixel (the checkpoint holds no state of the best estimate)"
         return first
     b = first.stopped_at
-    state = dict(first.best_state, history={k: v[:b + 1] for k, v in first.history.items()})
+    # the running loss average was measured on fewer pixels: restarted, so the divergence guard does not misfire
+    state = dict(state, history={k: v[:b + 1] for k, v in first.history.items()}, loss_avg=None)
     end = b + 1 + iterations
     limit = None if time_limit is None else state["elapsed"] + time_limit - first.seconds
     r = fit(y, op, net=net, config=replace(cfg, num_iter=max(cfg.num_iter, end)), stop=FixedIterations(end),
@@ -140,7 +146,8 @@ def _fit_every_known_pixel(first: FitResult, y, op, net, cfg: FitConfig, iterati
     r.iterations_run = first.iterations_run + done
     r.seconds = first.seconds + r.seconds - state["elapsed"]
     if not r.interrupted:
-        r.reason = f"{first.reason}; then {done} iterations on every known pixel from iteration {b}"
+        more = "" if r.reason.startswith("fixed iteration count") else f" ({r.reason})"
+        r.reason = f"{first.reason}; then {done} iterations on every known pixel from iteration {b}{more}"
     return r
 
 
