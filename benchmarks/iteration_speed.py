@@ -1,6 +1,8 @@
-"""Seconds per fitting iteration of the hourglass variants, float32 versus bfloat16 + channels_last.
+"""Seconds per fitting iteration of the hourglass variants: float32, float32 + channels_last and
+bfloat16 + channels_last (what ``precision="auto"`` with ``channels_last`` runs: the first two
+where bfloat16 is not native, the last where it is).
 
-    python benchmarks/iteration_speed.py --size 256 [--device cpu]
+    python benchmarks/iteration_speed.py --size 256 [--device cpu] [--only light]
 
 Prints a markdown table; each number is the fastest of three timed steps after a warm-up.
 """
@@ -25,8 +27,8 @@ NETS = {
 }
 
 
-def step_time(net, size: int, device: torch.device, bf16: bool) -> float:
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
+def step_time(net, size: int, device: torch.device, bf16: bool, channels_last: bool) -> float:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device).to(memory_format=fmt)
     z = torch.rand(1, net.in_channels, size, size, device=device).contiguous(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), 1e-2)
@@ -51,18 +53,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--only", nargs="*", help="networks whose name starts with one of these")
     a = p.parse_args()
     dev = torch.device(a.device)
     machine = torch.cuda.get_device_name(dev) if dev.type == "cuda" else \
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     print(f"{a.size}x{a.size}, {machine}\n")
-    print("| network | parameters | float32 s/it | bfloat16 + channels_last s/it | speed-up |")
-    print("|---|---|---|---|---|")
+    print("| network | parameters | float32 s/it | float32 + channels_last s/it | bfloat16 + channels_last s/it "
+          "| bfloat16 speed-up |")
+    print("|---|---|---|---|---|---|")
     for name, kw in NETS.items():
+        if a.only and not any(name.startswith(o) for o in a.only):
+            continue
         torch.manual_seed(0)
-        f32 = step_time(SkipNet(**kw), a.size, dev, False)
-        bf = step_time(SkipNet(**kw), a.size, dev, True)
-        print(f"| {name} | {count_parameters(SkipNet(**kw)):,} | {f32:.3f} | {bf:.3f} | {f32 / bf:.1f}x |", flush=True)
+        f32 = step_time(SkipNet(**kw), a.size, dev, False, False)
+        f32_cl = step_time(SkipNet(**kw), a.size, dev, False, True)
+        bf = step_time(SkipNet(**kw), a.size, dev, True, True)
+        print(f"| {name} | {count_parameters(SkipNet(**kw)):,} | {f32:.3f} | {f32_cl:.3f} | {bf:.3f} "
+              f"| {f32 / bf:.1f}x |", flush=True)
 
 
 if __name__ == "__main__":

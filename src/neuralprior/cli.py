@@ -73,7 +73,9 @@ def _stop_spec(text: str) -> str:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run options")
     g.add_argument("--preset", default="default", help="preset name (see `neuralprior presets`); default: %(default)s")
-    g.add_argument("--iterations", type=_positive_int, metavar="N", help="maximum number of iterations")
+    g.add_argument("--iterations", type=_positive_int, metavar="N",
+                   help="maximum number of iterations (inpainting with --stop auto: of the fit with pixels held "
+                        "out; the stretch on every known pixel comes after it, at most 200 more)")
     g.add_argument("--lr", type=_positive_float, help="learning rate")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS),
                    help="optimiser of the network weights (default: the preset's, Adam)")

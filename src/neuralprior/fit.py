@@ -130,9 +130,9 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         memory: a result's ``best_state`` with ``history`` set to the result's history up to
         ``stopped_at`` (other observations and operators of the same size are allowed: a fit
         continued on another problem).
+        A callback may raise :class:`StopFitting` to end the run cleanly (the CLI does on Ctrl-C).
     keep_best_state : keep a copy of the whole state at each estimate the stopping rule judges
         best, returned as ``result.best_state`` (and saved in checkpoints).
-        A callback may raise :class:`StopFitting` to end the run cleanly (the CLI does on Ctrl-C).
 
     Returns
     -------
