@@ -1,4 +1,5 @@
-"""Seconds per iteration of a task's preset under run-time levers: threads, torch.compile, fusion.
+"""Seconds per iteration of a task's preset under run-time levers: threads, torch.compile, fusion,
+memory format.
 
     python benchmarks/runtime_levers.py --case denoise-F16 --crop 256 [--iterations 60] [--lever NAME ...] [--preset NAME]
 
@@ -9,7 +10,9 @@ time is reported separately (it is the difference between the first iteration an
 ``unfused`` computes the network layer by layer, without the fused nearest-upsampling levels
 of ``SkipNet`` (same function); ``padded-1x1`` passes the input of every 1x1 convolution through a
 padding of 0 pixels in the network's mode, as PyTorch does for a padding mode other than zeros
-(same function; how the networks ran before 2026-11-28). Cases are those of ``benchmarks/stopping.py``, read from
+(same function; how the networks ran before 2026-11-28). ``channels-last`` and ``contiguous`` fix
+the memory format whatever the precision (the presets' ``channels_last="auto"`` picks channels_last
+with bfloat16 only; before 2026-12-02 they used it in float32 too). Cases are those of ``benchmarks/stopping.py``, read from
 ``--data``. Prints a markdown table.
 """
 from __future__ import annotations
@@ -28,15 +31,18 @@ from neuralprior.tasks import _configured_preset, _operator
 from stopping import cases, crop_case
 
 # name: (torch threads or None for the default, torch.compile mode or None, fused SkipNet levels,
-#        1x1 convolutions padded by 0 pixels)
+#        1x1 convolutions padded by 0 pixels, FitConfig overrides)
 LEVERS = {
-    "eager": (None, None, True, False),
-    "unfused": (None, None, False, False),
-    "padded-1x1": (None, None, True, True),
-    "threads-1": (1, None, True, False),
-    "threads-4": (4, None, True, False),
-    "compile": (None, "default", True, False),
-    "compile-max-autotune": (None, "max-autotune-no-cudagraphs", True, False),
+    "eager": (None, None, True, False, {}),
+    "unfused": (None, None, False, False, {}),
+    "padded-1x1": (None, None, True, True, {}),
+    "threads-1": (1, None, True, False, {}),
+    "threads-4": (4, None, True, False, {}),
+    "compile": (None, "default", True, False, {}),
+    "compile-max-autotune": (None, "max-autotune-no-cudagraphs", True, False, {}),
+    # the memory format whatever the precision (the presets' "auto": channels_last with bfloat16 only)
+    "channels-last": (None, None, True, False, dict(channels_last=True)),
+    "contiguous": (None, None, True, False, dict(channels_last=False)),
 }
 
 
@@ -48,14 +54,15 @@ def pad_1x1(net: torch.nn.Module, mode: str) -> torch.nn.Module:
     return net
 
 
-def time_fit(task, y, gt, operator, threads, mode, fused, padded_1x1, iterations: int, warmup: int,
+def time_fit(task, y, gt, operator, threads, mode, fused, padded_1x1, overrides: dict, iterations: int, warmup: int,
              seed: int = 0, preset_name: str = "default"):
     """(median s/it after ``warmup`` iterations, seconds of the first iteration)."""
     default_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        preset = _configured_preset(task, preset_name, dict(num_iter=iterations), factor=getattr(operator, "factor", None))
+        preset = _configured_preset(task, preset_name, dict(overrides, num_iter=iterations),
+                                    factor=getattr(operator, "factor", None))
         net = set_fused(preset.build_network(gt.shape[1], seed=seed), fused)
         if padded_1x1:
             pad_1x1(net, PAD_MODES[preset.network_args.get("pad", "reflection")])
@@ -93,8 +100,8 @@ def main() -> None:
     print("| lever | threads | s/it | first iteration s |")
     print("|---|---|---|---|")
     for lever in a.lever or ["eager"]:
-        threads, mode, fused, padded_1x1 = LEVERS[lever]
-        spi, first = time_fit(task, y, gt, op, threads, mode, fused, padded_1x1, a.iterations, a.warmup,
+        threads, mode, fused, padded_1x1, overrides = LEVERS[lever]
+        spi, first = time_fit(task, y, gt, op, threads, mode, fused, padded_1x1, overrides, a.iterations, a.warmup,
                               preset_name=a.preset)
         print(f"| {lever} | {threads or torch.get_num_threads()} | {spi:.3f} | {first:.1f} |", flush=True)
 

@@ -300,6 +300,15 @@ def test_config_variants_run(astronaut_crop, overrides):
     assert r.image.shape == astronaut_crop.shape and torch.isfinite(r.image).all()
 
 
+def test_channels_last_auto_goes_with_reduced_precision_only(astronaut_crop):
+    used = {p: quick(astronaut_crop, config=FitConfig(num_iter=2, precision=p, channels_last="auto")).config
+            for p in ("float32", "bfloat16")}
+    assert used["float32"]["channels_last"] is False and used["bfloat16"]["channels_last"] is True
+    assert quick(astronaut_crop, config=FitConfig(num_iter=2, channels_last=True)).config["channels_last"] is True
+    with pytest.raises(NeuralPriorError, match="channels_last must be"):
+        quick(astronaut_crop, config=FitConfig(num_iter=2, channels_last="yes"))
+
+
 def test_lr_decay_follows_a_cosine(astronaut_crop):
     states = []
     quick(astronaut_crop, config=FitConfig(num_iter=20, lr=0.01, lr_decay_to=0.1), callback=states.append)

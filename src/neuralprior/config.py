@@ -37,7 +37,8 @@ class FitConfig:
     guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr
     guard_jump: float = 3.0         # a loss above guard_jump x its running average counts as a jump
     precision: str = "float32"      # "float32", "bfloat16" (autocast) or "auto" (bfloat16 where fast)
-    channels_last: bool = False     # memory format of activations (faster with bfloat16 on CPU)
+    channels_last: bool | str = False   # memory format of activations: faster with bfloat16 on a CPU, slower in
+                                    # float32 on one without native bfloat16; "auto": only with bfloat16/float16
     cuda_graph: bool = True         # on CUDA: record the forward and backward pass once as a CUDA graph and
                                     # replay it (small networks are bound by kernel launches there); no
                                     # effect on other devices; falls back to plain passes if recording fails

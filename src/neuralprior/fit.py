@@ -178,11 +178,15 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     z, y = z.to(dev), y.to(dev).float()
     if isinstance(operator, nn.Module):
         operator = operator.to(dev)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    net = net.to(memory_format=memory_format)
-    z = z.contiguous(memory_format=memory_format)
     use_graph = cfg.cuda_graph and dev.type == "cuda"
     autocast, precision = autocast_context(dev, cfg.precision, cache=not use_graph)
+    if cfg.channels_last not in (True, False, "auto"):
+        raise NeuralPriorError(f"channels_last must be True, False or 'auto', got {cfg.channels_last!r}")
+    # "auto": with bfloat16 or float16 only; in float32 on a CPU it was slower (docs/performance.md)
+    channels_last = precision != "float32" if cfg.channels_last == "auto" else cfg.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
+    z = z.contiguous(memory_format=memory_format)
     sure = cfg.loss == "sure"
     if cfg.loss not in DATA_TERMS and not sure:
         raise NeuralPriorError(f"unknown loss {cfg.loss!r}; use {', '.join(DATA_TERMS)} or sure")
@@ -383,7 +387,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         save(len(history["loss"]) - 1)
     return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
-                     config=dict(cfg.to_dict(), cuda_graph=graph is not None,       # what was used, not asked
+                     config=dict(cfg.to_dict(), cuda_graph=graph is not None, channels_last=channels_last,  # used
                                  **({"noise_sigma": sigma, "reg_noise_std": sigma_p, "sure_batched": batched}
                                     if sure else {})),
                      seed=seed, device=str(dev), precision=precision, interrupted=interrupted,

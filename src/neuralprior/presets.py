@@ -23,7 +23,9 @@ TASKS = ("denoise", "inpaint", "super-resolve", "jpeg", "reconstruct", "deblur",
 PAPER_NET: dict = {}
 # Lighter hourglass used by the default presets: few channels at full resolution, where the cost is.
 LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 128, 128], channels_skip=4)
-FAST = dict(precision="auto", channels_last=True)
+# bfloat16 autocast and channels_last where bfloat16 is native (CUDA, AVX512-BF16/AMX CPUs), else float32 in the
+# default memory format (channels_last alone was slower in float32 on an AVX2 CPU, docs/performance.md)
+FAST = dict(precision="auto", channels_last="auto")
 # more channels at the top levels (inpainting `quality`): better final quality,
 # 1.5x (256x256) to 2.3x (512x512) the CPU time per iteration
 WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
