@@ -110,7 +110,7 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     if held_out:                # the report says how many pixels the first fit did not see, and what followed
         info = dict(pixels=rule.count, fraction=p.held_out["fraction"], patience=rule.patience,
                     best_iteration=result.stopped_at, stretch=0)
-        n = min(int(stretch * (result.stopped_at + 1)), p.held_out.get("max_stretch", 200))
+        n = min(int(stretch * (result.stopped_at + 1)), p.held_out["max_stretch"]) if stretch else 0
         if n > 0:
             result = _fit_every_known_pixel(result, *every, net, cfg, n, x_true=x_true, seed=result.seed,
                                             device=device, callback=callback, callback_every=callback_every,
@@ -146,7 +146,7 @@ def _fit_every_known_pixel(first: FitResult, y, op, net, cfg: FitConfig, iterati
     r.iterations_run = first.iterations_run + done
     r.seconds = first.seconds + r.seconds - state["elapsed"]
     if not r.interrupted:
-        more = "" if r.reason.startswith("fixed iteration count") else f" ({r.reason})"
+        more = "" if done == iterations else f" ({r.reason})"      # cut short: by the time limit
         r.reason = f"{first.reason}; then {done} iterations on every known pixel from iteration {b}{more}"
     return r
 
