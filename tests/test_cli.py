@@ -133,6 +133,18 @@ def test_snapshots(rgb, tmp_path):
         "iter_000001.png", "iter_000002.png", "iter_000003.png"]
 
 
+def test_snapshots_of_the_stretch_after_a_held_out_stop_do_not_overwrite_the_fit_before_it(tmp_path):
+    rng = np.random.default_rng(0)
+    image = _png(tmp_path / "in.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mask = _png(tmp_path / "mask.png", np.where(rng.random((64, 64)) > 0.5, 255, 0).astype(np.uint8))
+    snaps = tmp_path / "snaps"
+    assert run("inpaint", image, "--mask", mask, "-o", tmp_path / "o.png", "--iterations", 12, "--device", "cpu",
+               "--quiet", "--save-every", 2, "--snapshots", snaps) == 0
+    # 12 iterations with 5% of the known pixels held out, then 3 on every known pixel from iteration 11
+    assert sorted(p.name for p in snaps.iterdir()) == [f"iter_{i:06d}.png" for i in range(2, 13, 2)] + [
+        "stretch_000014.png"]
+
+
 def test_animation_and_comparison_figure(rgb, tmp_path, capsys):
     gif, fig = tmp_path / "run.gif", tmp_path / "compare.png"
     assert run("denoise", rgb, "-o", tmp_path / "o.png", "--gt", rgb, "--animation", gif, "--compare", fig,

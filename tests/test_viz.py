@@ -46,8 +46,8 @@ def test_save_animation_rejects(tmp_path, kwargs, match):
 class _State:
     """The fields of a FitState that the recorder reads."""
 
-    def __init__(self, iteration, estimate, num_iter):
-        self.iteration, self.estimate, self.num_iter = iteration, estimate, num_iter
+    def __init__(self, iteration, estimate, num_iter, stage=""):
+        self.iteration, self.estimate, self.num_iter, self.stage = iteration, estimate, num_iter, stage
 
 
 def test_recorder_downscales_large_frames_and_picks_about_fifty_by_default():
@@ -78,6 +78,25 @@ def test_recorder_ends_on_the_last_and_the_returned_estimate(tmp_path):
     assert rec.labels == ["iteration 0", "iteration 3", "iteration 4", "returned: iteration 1"]
     with Image.open(rec.save(tmp_path / "run.gif")) as im:
         assert im.n_frames == 4
+
+
+def test_recorder_tells_the_stretch_after_a_held_out_stop_from_the_fit_before_it(astronaut_crop):
+    """The stretch on every known pixel restarts after the chosen iteration: its frames are labelled
+    apart and the held-out fit's frames of the same numbers are kept."""
+    mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    rec = FrameRecorder(every=2)
+    r = neuralprior.inpaint(astronaut_crop * mask, mask, num_iter=12, device="cpu", seed=0, callback=rec)
+    assert r.config["held_out"]["best_iteration"] == 11 and r.stopped_at == 14      # 12 held out, then 3 more
+    rec.finish(r)
+    assert rec.labels == [f"iteration {i}" for i in range(0, 12, 2)] + [
+        "iteration 12 (stretch)", "iteration 14 (stretch)"]
+    # the same numbers in both stages: the last stretch estimate is added though iteration 12 was recorded
+    rec = FrameRecorder(every=12)
+    for stage, its in (("", range(13)), ("stretch", range(12, 14))):
+        for it in its:
+            rec(_State(it, torch.rand(1, 1, 4, 4), 15, stage))
+    rec.finish()
+    assert rec.labels == ["iteration 0", "iteration 12", "iteration 12 (stretch)", "iteration 13 (stretch)"]
 
 
 def test_viz_docstring_examples_run():

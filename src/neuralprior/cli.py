@@ -103,7 +103,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="on CUDA, run plain passes instead of replaying a recorded CUDA graph")
     g.add_argument("--gt", metavar="GROUND_TRUTH", help="ground truth: prints and records PSNR/SSIM, never used to fit")
     g.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
-    g.add_argument("--save-every", type=_positive_int, metavar="K", help="save a snapshot every K iterations")
+    g.add_argument("--save-every", type=_positive_int, metavar="K",
+                   help="save a snapshot every K iterations (iter_N.png; during the stretch on every known "
+                        "pixel after an inpainting held-out stop: stretch_N.png)")
     g.add_argument("--snapshots", metavar="DIR", help="snapshot folder (default: OUTPUT_snapshots)")
     g.add_argument("--animation", metavar="FILE.gif",
                    help="animated GIF of the estimate over the iterations: a frame every --save-every K "
@@ -225,7 +227,8 @@ class Progress:
             return
         done = s.iteration + 1
         eta = s.elapsed / done * (s.num_iter - done)
-        text = f"\rit {done}/{s.num_iter}  loss {s.loss:.3e}"
+        stage = "stretch " if s.stage else ""     # restore()'s stretch restarts its numbering after a held-out stop
+        text = f"\r{stage}it {done}/{s.num_iter}  loss {s.loss:.3e}"
         if s.psnr is not None:
             text += f"  PSNR {s.psnr:.2f} dB"
         text += f"  {s.elapsed:.0f} s  ETA <= {_clock(eta)}  "
@@ -379,7 +382,8 @@ def _callback(args, progress: Progress, stop_request: "_StopOnSignal", snap_dir:
     def callback(state):
         progress(state)
         if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
-            save_image(snap_dir / f"iter_{state.iteration + 1:06d}.png", state.estimate, info)
+            prefix = f"{state.stage}_" if state.stage else "iter_"     # the stretch does not overwrite
+            save_image(snap_dir / f"{prefix}{state.iteration + 1:06d}.png", state.estimate, info)
         if recorder is not None:
             recorder(state)
         if stop_request.requested:

@@ -40,6 +40,8 @@ class FitState:
     best_iteration: int = -1        # iteration of the estimate the stopping rule keeps
     elapsed: float = 0.0            # seconds since the loop started
     num_iter: int = 0               # the iteration limit
+    stage: str = ""                 # "stretch" during restore()'s fit on every known pixel after a held-out
+                                    # stop (its iterations restart after the chosen one); "" otherwise
 
 
 @dataclass

@@ -140,6 +140,9 @@ def _fit_every_known_pixel(first: FitResult, y, op, net, cfg: FitConfig, iterati
     state = dict(state, history={k: v[:b + 1] for k, v in first.history.items()}, loss_avg=None)
     end = b + 1 + iterations
     limit = None if time_limit is None else state["elapsed"] + time_limit - first.seconds
+    callback = kw.pop("callback", None)
+    if callback is not None:        # told apart from the held-out fit's steps of the same numbers
+        kw["callback"] = lambda s: callback(replace(s, stage="stretch", num_iter=end))
     r = fit(y, op, net=net, config=replace(cfg, num_iter=max(cfg.num_iter, end)), stop=FixedIterations(end),
             resume=state, time_limit=limit, **kw)
     done = r.iterations_run - (b + 1)

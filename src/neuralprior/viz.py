@@ -299,24 +299,29 @@ class FrameRecorder:
         self.max_frames = max(2, max_frames - max_frames % 2)   # even: halving keeps the latest frame
         self.frames: list[torch.Tensor] = []         # (C, h, w) uint8 on the CPU
         self.labels: list[str] = []
-        self._last: tuple[torch.Tensor, int] | None = None     # the latest estimate seen and its iteration
-        self._recorded = -1                                     # iteration of the latest frame
+        self._last: tuple[torch.Tensor, str, int] | None = None    # the latest estimate seen, its stage, iteration
+        self._recorded: tuple[str, int] | None = None              # (stage, iteration) of the latest frame
+
+    @staticmethod
+    def _label(stage: str, iteration: int) -> str:
+        return f"iteration {iteration}" + (f" ({stage})" if stage else "")
 
     def __call__(self, state) -> None:
         if self.every is None:
             self.every = max(1, state.num_iter // self.frames_wanted)
-        self._last = (state.estimate, state.iteration)
+        self._last = (state.estimate, state.stage, state.iteration)
         if state.iteration % self.every == 0:
-            self.add(state.estimate, f"iteration {state.iteration}")
-            self._recorded = state.iteration
+            self.add(state.estimate, self._label(state.stage, state.iteration))
+            self._recorded = (state.stage, state.iteration)
 
     def finish(self, result=None) -> None:
         """Add the last estimate seen, and ``result.image`` (a :class:`FitResult`) when it is an earlier one."""
-        if self._last is not None and self._last[1] != self._recorded:
-            self.add(self._last[0], f"iteration {self._last[1]}")
-            self._recorded = self._last[1]
-        if result is not None and result.stopped_at != self._recorded:
-            self.add(result.image, f"returned: iteration {result.stopped_at}")
+        if self._last is not None and self._last[1:] != self._recorded:
+            self.add(self._last[0], self._label(*self._last[1:]))
+            self._recorded = self._last[1:]
+        stage = self._last[1] if self._last is not None else ""     # the result comes from the last stage run
+        if result is not None and (stage, result.stopped_at) != self._recorded:
+            self.add(result.image, "returned: " + self._label(stage, result.stopped_at))
 
     def add(self, image: torch.Tensor, label: str) -> None:
         """Keep ``image`` ((1, C, H, W) in [0, 1]) as a frame under ``label``."""
