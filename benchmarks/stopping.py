@@ -16,7 +16,7 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.002 --patience 200
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.008 --tolerance-power 2
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), text inpainting (kate, the examples'
-text mask), Set5 x4 (5, Y PSNR shaved 4), and
+text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4), and
 synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
 and noisy inpainting on the same images (sigma 25, half the pixels missing at random).
 """
@@ -45,6 +45,7 @@ from neuralprior.tasks import _hold_out          # how restore() holds pixels ou
 
 PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000}
 PAPER_TEXT_ITERS = 6001        # the paper's text inpainting (kate): 6001 iterations, not restoration's 11000
+PAPER_HOLES_ITERS = 3001       # the paper's large-hole inpainting (library, its figure 8): 3001 iterations
 
 
 def _tensor(im: Image.Image) -> torch.Tensor:
@@ -69,6 +70,10 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee")):
         gt, _ = npr.load_image(data / "examples" / "kate.png")
         mask = (npr.load_image(data / "examples" / "kate_mask.png")[0] > 0.5).float()
         yield "inpaint-kate-text", "inpaint", gt * mask, gt, {"mask": mask}, psnr
+    if (data / "examples" / "library_mask.png").is_file():  # large holes (18.6% of the pixels, strokes tens of pixels wide)
+        gt, _ = npr.load_image(data / "examples" / "library.png")
+        mask = (npr.load_image(data / "examples" / "library_mask.png")[0] > 0.5).float()
+        yield "inpaint-library-holes", "inpaint", gt * mask, gt, {"mask": mask}, psnr
     if (data / "sr-set5").is_dir():
         for n in ("baby", "bird", "butterfly", "head", "woman"):
             hr = Image.open(data / "sr-set5" / f"{n}_GT.png").convert("RGB")
@@ -184,7 +189,8 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
                 psnr_before_stretch=round(before, 2), psnr_auto=round(quality, 2), oracle_peak=round(fixed[peak], 2),
                 oracle_it=peak, gap=round(fixed[peak] - quality, 2), psnr_fixed=round(fixed[-1], 2),
                 fixed_iterations=long.iterations_run,
-                paper_iterations=PAPER_TEXT_ITERS if name.startswith("inpaint-kate-text") else PAPER_ITERS[task],
+                paper_iterations=PAPER_TEXT_ITERS if name.startswith("inpaint-kate-text") else
+                PAPER_HOLES_ITERS if name.startswith("inpaint-library-holes") else PAPER_ITERS[task],
                 seconds_per_iteration=round(long.seconds / long.iterations_run, 4),
                 seconds_to_stop=round(auto.seconds, 1), device=auto.device), \
         dict(case=name, iterations=iterations, scores=scores, errors=errors, fixed_scores=fixed,
