@@ -63,6 +63,24 @@ class FixedIterations(StoppingRule):
         return Decision(best=True, stop=done, reason=f"fixed iteration count {self.n}" if done else "")
 
 
+def _at_lowest(rule, iteration: int, value: float, lowest: float, what: str) -> Decision:
+    """The decision of a rule that keeps the estimate at the minimum of a watched quantity ``what``.
+
+    Before ``rule.min_iterations`` every estimate is the best so far (and no minimum is kept). A
+    ``value`` below ``lowest`` is a new minimum: ``rule.best_iteration`` becomes ``iteration`` (the
+    caller keeps the value). No new minimum for ``rule.patience`` iterations: stop.
+    """
+    if iteration < rule.min_iterations:
+        return Decision(best=True)
+    if value < lowest:
+        rule.best_iteration = iteration
+        return Decision(best=True)
+    if iteration - rule.best_iteration >= rule.patience:
+        return Decision(stop=True, reason=f"{what} has not decreased for {rule.patience} iterations "
+                                          f"(minimum at iteration {rule.best_iteration})")
+    return Decision()
+
+
 REFERENCE_NOISE = 25 / 255
 """σ_ref of :class:`WindowedVariance`'s ``tolerance_power``: the noise level at which the settled
 threshold is ``tolerance`` x σ whatever the power (σ = 25 in 8-bit grey levels)."""
@@ -147,19 +165,14 @@ class WindowedVariance(StoppingRule):
         """The decision for a windowed variance ``var`` (per pixel) at ``iteration``; :meth:`update` computes
         it from the estimates, a saved series can be replayed through this directly."""
         self.variances.append((iteration, var))
-        if iteration < self.min_iterations:
-            return Decision(best=True)
-        if var < self.best_variance:
-            self.best_variance, self.best_iteration = var, iteration
+        decision = _at_lowest(self, iteration, var, self.best_variance, "windowed variance")
+        if self.best_iteration == iteration:        # a new minimum
+            self.best_variance = var
             limit = self.settled_std()
             if limit > 0 and var ** 0.5 <= limit:
                 return Decision(best=True, stop=True, reason=f"estimate settled: windowed std below {limit:.3g} "
                                                              f"({limit / self.noise_level:.3g} x the noise level)")
-            return Decision(best=True)
-        if iteration - self.best_iteration >= self.patience:
-            return Decision(stop=True, reason=f"windowed variance has not decreased for {self.patience} iterations "
-                                               f"(minimum at iteration {self.best_iteration})")
-        return Decision()
+        return decision
 
     def state_dict(self) -> dict:
         return {k: (v.clone() if isinstance(v, torch.Tensor) else list(v) if isinstance(v, list) else v)
@@ -211,15 +224,10 @@ class HeldOutError(StoppingRule):
     def judge(self, iteration: int, error: float) -> Decision:
         """The decision for a held-out error ``error`` at ``iteration`` (a saved series can be replayed)."""
         self.errors.append((iteration, error))
-        if iteration < self.min_iterations:
-            return Decision(best=True)
-        if error < self.best_error:
-            self.best_error, self.best_iteration = error, iteration
-            return Decision(best=True)
-        if iteration - self.best_iteration >= self.patience:
-            return Decision(stop=True, reason=f"error on the {self.count} held-out pixels has not decreased for "
-                                              f"{self.patience} iterations (minimum at iteration {self.best_iteration})")
-        return Decision()
+        decision = _at_lowest(self, iteration, error, self.best_error, f"error on the {self.count} held-out pixels")
+        if self.best_iteration == iteration:        # a new minimum
+            self.best_error = error
+        return decision
 
     def state_dict(self) -> dict:
         return {"rule": self.name, "best_error": self.best_error, "best_iteration": self.best_iteration,
