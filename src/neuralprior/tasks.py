@@ -107,17 +107,26 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
                  device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent,
                  keep_best_state=stretch > 0)
-    if held_out:                # the report says how many pixels the first fit did not see, and what followed
-        info = dict(pixels=rule.count, fraction=p.held_out["fraction"], patience=rule.patience,
-                    best_iteration=result.stopped_at, stretch=0)
-        n = min(int(stretch * (result.stopped_at + 1)), p.held_out["max_stretch"]) if stretch else 0
-        if n > 0:
-            result = _fit_every_known_pixel(result, *every, net, cfg, n, x_true=x_true, seed=result.seed,
-                                            device=device, callback=callback, callback_every=callback_every,
-                                            time_limit=time_limit)
-            info["stretch"] = result.stopped_at - info["best_iteration"]
-        result.best_state = None
-        result.config["held_out"] = info
+    if held_out:
+        result = _after_held_out_stop(result, rule, p.held_out, *every, net, cfg, x_true=x_true, device=device,
+                                      callback=callback, callback_every=callback_every, time_limit=time_limit)
+    return result
+
+
+def _after_held_out_stop(result: FitResult, rule: HeldOutError, settings: dict, y, op, net, cfg: FitConfig, *,
+                         time_limit=None, **kw) -> FitResult:
+    """The stretch on every known pixel (``y``, ``op``: the whole problem) after a fit stopped by
+    ``rule`` (made by :func:`_hold_out` with ``settings``, run with ``keep_best_state=True``); the
+    result's ``config["held_out"]`` says how many pixels the first fit did not see, and what followed."""
+    info = dict(pixels=rule.count, fraction=settings["fraction"], patience=rule.patience,
+                best_iteration=result.stopped_at, stretch=0)
+    stretch = settings.get("stretch", 0)
+    n = min(int(stretch * (result.stopped_at + 1)), settings["max_stretch"]) if stretch else 0
+    if n > 0:
+        result = _fit_every_known_pixel(result, y, op, net, cfg, n, seed=result.seed, time_limit=time_limit, **kw)
+        info["stretch"] = result.stopped_at - info["best_iteration"]
+    result.best_state = None
+    result.config["held_out"] = info
     return result
 
 
