@@ -7,18 +7,20 @@ Cases are those of ``benchmarks/stopping.py`` (the development images with noise
 astronaut and coffee with clipped, 8-bit Gaussian noise of each ``--sigmas``), whole and, with ``--crop``,
 also as centred crops. Prints a markdown table in grey levels (0-255): the root mean square of the noise
 (observation minus ground truth; the ground truth is only measured against), the median rule, the calibrated
-estimate, their errors, and the calibrated estimate's time.
+estimate, their errors, the calibrated estimate's time, and the level a given noise std (the sigma the
+noise was drawn with, before clipping: ``noise_sigma``, CLI ``--noise-sigma``) becomes, with its error.
 """
 from __future__ import annotations
 
 import argparse
 import platform
+import re
 import time
 from pathlib import Path
 
 import torch
 
-from neuralprior.metrics import estimate_noise_sigma
+from neuralprior.metrics import clipped_noise_rms, estimate_noise_sigma
 from stopping import cases, crop_case
 
 
@@ -32,7 +34,8 @@ def main() -> None:
     args = p.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}\n")
-    print("| case | noise rms | median rule | error | calibrated | error | s |\n|---|---|---|---|---|---|---|")
+    print("| case | noise rms | median rule | error | calibrated | error | s | given sigma | as used (rms) | error |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
     for case in cases(Path(args.data), args.sigmas, args.images):
         if case[1] != "denoise":
             continue
@@ -43,8 +46,11 @@ def main() -> None:
             t = time.perf_counter()
             calibrated = estimate_noise_sigma(y) * 255
             seconds = time.perf_counter() - t
+            drawn = re.search(r"-s(\d+)", name)            # the development cases are sigma 25
+            sigma = int(drawn[1]) if drawn else 25
+            given = clipped_noise_rms(y, sigma / 255) * 255
             print(f"| {name} | {rms:.2f} | {median_rule:.2f} | {median_rule - rms:+.2f} | {calibrated:.2f} | "
-                  f"{calibrated - rms:+.2f} | {seconds:.2f} |", flush=True)
+                  f"{calibrated - rms:+.2f} | {seconds:.2f} | {sigma} | {given:.2f} | {given - rms:+.2f} |", flush=True)
 
 
 if __name__ == "__main__":

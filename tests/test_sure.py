@@ -63,6 +63,27 @@ def test_noise_level_of_clipped_noise_is_its_rms():
     assert clean < 2.5 / 255 and abs(clean - estimate_noise_sigma(crop, clipped=False)) < 0.2 / 255
 
 
+def test_a_given_noise_level_is_its_rms_after_clipping():
+    """A level given as the Gaussian std before 8-bit clipping (noise_sigma) becomes the clipped noise's root
+    mean square, the level the estimate gives: well below the std on an image with dark and bright regions,
+    the std itself where nothing is clipped."""
+    from skimage import data
+
+    from neuralprior.fit import noise_level
+    from neuralprior.metrics import clipped_noise_rms
+
+    coffee = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
+    crop = coffee[..., 72:328, 172:428]
+    for sigma in (25 / 255, 50 / 255, 75 / 255):
+        noisy = clipped_noisy(crop, sigma)
+        rms = float((noisy - crop).pow(2).mean().sqrt())
+        assert rms < 0.95 * sigma                                 # the clipped noise is much weaker here
+        given = noise_level(noisy, FitConfig(loss="sure", noise_sigma=sigma))
+        assert given == clipped_noise_rms(noisy, sigma) and abs(given - rms) < 0.03 * rms, (given, rms, sigma)
+    noisy = clipped_noisy(0.3 + 0.4 * crop, 10 / 255)             # nothing clipped
+    assert noise_level(noisy, FitConfig(loss="sure", noise_sigma=10 / 255)) == 10 / 255
+
+
 def test_noise_level_estimate_is_scikit_images(astronaut_crop):
     """The direct PyWavelets computation gives scikit-image's estimate_sigma exactly (colour and grey)."""
     from skimage.restoration import estimate_sigma

@@ -83,8 +83,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="data term E: mse (Gaussian noise), l1 (outliers), poisson (photon counts), sure (Stein's "
                         "unbiased risk estimate, denoising from the noisy image); default: the preset's")
     g.add_argument("--noise-sigma", type=_positive_float, metavar="S",
-                   help="std of the Gaussian noise on the 0-255 scale (e.g. 25), for the SURE loss; "
-                        "default: estimated from the image")
+                   help="std of the Gaussian noise on the 0-255 scale (e.g. 25), before clipping to 0-255, "
+                        "for the SURE loss; default: estimated from the image")
     g.add_argument("--sigma-p", type=_non_negative_float, metavar="S",
                    help="std of the perturbation added to the network input at each step, 0-1 scale (0 = none); "
                         "default: the preset's")

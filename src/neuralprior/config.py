@@ -23,7 +23,8 @@ class FitConfig:
                                     # outliers), "poisson" (photon counts: y = counts / peak, F(x) the rate) or
                                     # "sure" (Stein's unbiased estimate of the MSE to the clean image under
                                     # Gaussian noise of std noise_sigma; needs input_kind="observation")
-    noise_sigma: float | None = None   # std of the Gaussian noise in [0, 1] units (SURE); None = estimated from y
+    noise_sigma: float | None = None   # std of the Gaussian noise in [0, 1] units, before clipping to [0, 1]
+                                    # (SURE uses its rms after clipping); None = estimated from y
     sure_epsilon: float = 0.01      # step of the Monte-Carlo divergence in SURE, as a fraction of noise_sigma
     reg_noise_per_variance: float = 0.0   # SURE only: when > 0, sigma_p = this x noise_sigma**2 (replaces
                                     # reg_noise_std): heavier noise in the input needs a disproportionately

@@ -18,7 +18,7 @@ from .config import FitConfig
 from .device import autocast_context, resolve_device
 from .latent import crop_center, make_latent, pad_center, padded_size
 from .memory import check_memory
-from .metrics import estimate_noise_sigma, psnr
+from .metrics import clipped_noise_rms, estimate_noise_sigma, psnr
 from .operators import Identity
 from .stopping import StoppingRule, make_stopping_rule
 
@@ -428,13 +428,16 @@ def _record_cuda_graph(passes: Callable, draws: tuple, optimizer: torch.optim.Op
 
 
 def noise_level(y: torch.Tensor, config: FitConfig) -> float:
-    """The Gaussian noise std the SURE loss assumes: ``config.noise_sigma``, else estimated from ``y``
-    (at least half a grey level, so that a clean image is fitted as it is, not refused)."""
+    """The Gaussian noise std the SURE loss assumes: the root mean square of the noise in ``y``.
+
+    Estimated from ``y`` (at least half a grey level, so that a clean image is fitted as it is, not
+    refused); or from ``config.noise_sigma``, the std before clipping to [0, 1], which is weaker where
+    ``y`` has pixels at black or white (:func:`~neuralprior.metrics.clipped_noise_rms`)."""
     if config.noise_sigma is None:
         return max(estimate_noise_sigma(y), 0.5 / 255)
     if not config.noise_sigma > 0:
         raise NeuralPriorError("the SURE loss needs a positive noise level (noise_sigma)")
-    return float(config.noise_sigma)
+    return clipped_noise_rms(y, float(config.noise_sigma))
 
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:

@@ -64,13 +64,38 @@ def estimate_noise_sigma(image: torch.Tensor, *, clipped: bool = True) -> float:
     x = image.detach().float().cpu()[:1]
     a = x[0].double().numpy()
     sigmas = [_median_rule(channel) for channel in a]
-    if clipped and x.min() >= 0 and x.max() <= 1 and ((x == 0) | (x == 1)).any():
-        smooth = torch.nn.functional.avg_pool2d(
-            torch.nn.functional.pad(x, (_SMOOTH // 2,) * 4, mode="replicate"), _SMOOTH, stride=1)[0]
+    smooth = _smooth_if_clipped(x) if clipped else None
+    if smooth is not None:
         rng = np.random.default_rng(0)                  # the calibration is deterministic
-        sigmas = [_clipped_noise_rms(s, m.double().numpy(), rng) if s > 0 else s
-                  for s, m in zip(sigmas, smooth)]
+        sigmas = [_clipped_noise_rms(s, m, rng) if s > 0 else s for s, m in zip(sigmas, smooth)]
     return float(np.mean(sigmas))
+
+
+def clipped_noise_rms(image: torch.Tensor, sigma: float) -> float:
+    """The root mean square, after clipping to [0, 1], of Gaussian noise of std ``sigma`` in ``image``
+    (N, C, H, W) in [0, 1], the noisy image; averaged over channels.
+
+    What a noise level given as the std of the Gaussian noise before 8-bit clipping (say 25/255 for
+    the sigma = 25 benchmarks) becomes near black and white: the noise is simulated around a smoothed
+    copy of the image, as :func:`estimate_noise_sigma` does, so the two give comparable levels.
+    ``sigma`` itself where no pixel is exactly 0 or 1.
+    """
+    x = image.detach().float().cpu()[:1]
+    smooth = _smooth_if_clipped(x)
+    if smooth is None or not sigma > 0:
+        return float(sigma)
+    grid = np.linspace(0.0, 1.0, 513)
+    clean = [np.interp(m, _clipped_mean(grid, sigma), grid) for m in smooth]    # as _simulate_clipped
+    return float(np.mean([np.sqrt(np.mean(_clipped_mean_square(c, sigma))) for c in clean]))
+
+
+def _smooth_if_clipped(x: torch.Tensor) -> list[np.ndarray] | None:
+    """Per channel, the local mean of a (1, C, H, W) image in [0, 1] with pixels at exactly 0 or 1
+    (the approximate clean image around which clipped noise is simulated); None without such pixels."""
+    if not (x.min() >= 0 and x.max() <= 1 and ((x == 0) | (x == 1)).any()):
+        return None
+    pad = torch.nn.functional.pad(x, (_SMOOTH // 2,) * 4, mode="replicate")
+    return [m.double().numpy() for m in torch.nn.functional.avg_pool2d(pad, _SMOOTH, stride=1)[0]]
 
 
 def _median_rule(channel: np.ndarray) -> float:
@@ -91,24 +116,35 @@ def _clipped_mean(c: np.ndarray, sigma: float) -> np.ndarray:
     return (torch.from_numpy(c) * (cdf(b) - cdf(a)) + sigma * (pdf(a) - pdf(b)) + 1 - cdf(b)).numpy()
 
 
+def _clipped_mean_square(c: np.ndarray, sigma: float) -> np.ndarray:
+    """E[(clip(c + sigma * n, 0, 1) - c) ** 2] for n standard normal (the clipped noise's power at c)."""
+    a = torch.from_numpy((0 - c) / sigma)
+    b = torch.from_numpy((1 - c) / sigma)
+    cdf, pdf = torch.special.ndtr, lambda t: torch.exp(-t * t / 2) / np.sqrt(2 * np.pi)
+    inside = cdf(b) - cdf(a) - (b * pdf(b) - a * pdf(a))         # E[n**2; a < n < b]
+    cc = torch.from_numpy(c)
+    return (sigma ** 2 * inside + cc ** 2 * cdf(a) + (1 - cc) ** 2 * (1 - cdf(b))).numpy()
+
+
 def _clipped_noise_rms(observed: float, smooth: np.ndarray, rng, steps: int = 3) -> float:
     """The root mean square of Gaussian noise clipped to [0, 1] around a clean channel approximated by
     ``smooth`` (a local mean of the noisy one), for the Gaussian std at which the median rule on the
     clipped noise gives ``observed`` (found by ``steps`` fixed-point updates)."""
     n = rng.standard_normal(smooth.shape)
-    grid = np.linspace(0.0, 1.0, 513)
-
-    def simulate(sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        # the local mean of clipped noise is pulled away from 0 and 1: invert it to the clean value
-        clean = np.interp(smooth, _clipped_mean(grid, sigma), grid)
-        return clean, np.clip(clean + sigma * n, 0.0, 1.0) - clean
-
     sigma = observed
     for _ in range(steps):
-        clean, noise = simulate(sigma)
+        clean, noise = _simulate_clipped(smooth, sigma, n)
         seen = _median_rule(clean + noise)
         sigma = sigma * observed / seen if seen > 0 else sigma
-    return float(np.sqrt(np.mean(simulate(sigma)[1] ** 2)))
+    return float(np.sqrt(np.mean(_simulate_clipped(smooth, sigma, n)[1] ** 2)))
+
+
+def _simulate_clipped(smooth: np.ndarray, sigma: float, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(clean channel, its noise ``sigma * n`` after clipping to [0, 1]) for a noisy channel's local mean
+    ``smooth``: the local mean of clipped noise is pulled away from 0 and 1, so it is inverted first."""
+    grid = np.linspace(0.0, 1.0, 513)
+    clean = np.interp(smooth, _clipped_mean(grid, sigma), grid)
+    return clean, np.clip(clean + sigma * n, 0.0, 1.0) - clean
 
 
 _SMOOTH = 9              # side of the box filter that approximates the clean image for the calibration
