@@ -9,7 +9,9 @@ The first form denoises NOISY against GT; ``--case`` takes a case of ``benchmark
 (denoise-F16, inpaint-house, sr4-butterfly, synthetic-coffee-s50, ...) from ``--data``.
 Each lever is a named change to the task's default preset (network, fitting settings or input);
 "default" is the preset itself. Runs use no stopping rule, so the curves are comparable
-(``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too).
+(``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
+inpainting with a preset that holds pixels out, restore()'s held-out stop and the stretch on every
+known pixel after it, whose iterations count in "iterations run" but not in the columns).
 Prints a markdown table: s/it, quality after 100/200/... iterations (RGB PSNR; Y PSNR with 4
 pixels shaved for super-resolution), the oracle peak and the time to reach --target (ground
 truth is only measured, it never drives the fit).
@@ -21,18 +23,21 @@ import platform
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 import neuralprior as npr
+import neuralprior.fit as fit_module
 from neuralprior.latent import make_latent, padded_size
 from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
 from neuralprior.operators import Downsample, gaussian_kernel
 from neuralprior.presets import WIDE_TOP_NET
-from neuralprior.tasks import _configured_preset, _hold_out, _operator   # what restore() builds for a task
+from neuralprior.stopping import HeldOutError
+from neuralprior.tasks import _after_held_out_stop, _configured_preset, _hold_out, _operator   # as restore() does
 from stopping import cases, crop_case
 
 WIDE_TOP = WIDE_TOP_NET      # 32 channels at full resolution, skip 8 (the `quality` presets' network)
@@ -64,6 +69,11 @@ LEVERS = {
         # square of the noise actually added (read off the ground truth: a reference the fit cannot have)
         "median-rule-noise": ({}, {}),
         "oracle-noise-rms": ({}, {}),
+        # the std the noise was drawn with, before clipping (25 for the development images, N for synthetic-*-sN),
+        # as noise_sigma / --noise-sigma give it: converted to the clipped noise's rms, or used as it is (until
+        # 2026-12-02)
+        "given-sigma": ({}, {}),
+        "given-sigma-as-is": ({}, {}),
         # the default network until 2026-11-27 (reflection padding, bilinear upsampling) and each half of it
         "reflection-bilinear": (dict(pad="reflection", upsample="bilinear"), {}),
         "reflection-pad": (dict(pad="reflection"), {}),
@@ -164,12 +174,13 @@ def perturbation_schedule(net, name: str, cfg, size, seed: int) -> torch.Tensor:
 
 
 def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: int, auto: bool = False,
-        progress: int = 0):
+        progress: int = 0, sigma: float | None = None):
     """Fit with lever ``name``; returns (quality per iteration, seconds per iteration, stop).
 
     ``auto``: the preset's automatic stopping rule ends the fit, and ``stop`` is (iteration of the
     returned estimate, its quality); otherwise no rule and ``stop`` is None. ``progress`` > 0: every
-    that many iterations, the quality and the elapsed time go to stderr (long runs).
+    that many iterations, the quality and the elapsed time go to stderr (long runs). ``sigma``: the std
+    the noise was drawn with (0-255), where known (levers ``given-sigma*``).
 
     An iteration the divergence guard rolls back reports no estimate: it keeps the previous one's quality.
     """
@@ -178,6 +189,12 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         fit_over = dict(fit_over, noise_sigma=estimate_noise_sigma(y, clipped=False))
     if name == "oracle-noise-rms":
         fit_over = dict(fit_over, noise_sigma=float((y - gt).pow(2).mean().sqrt()))
+    if name.startswith("given-sigma"):
+        if sigma is None:
+            raise SystemExit(f"error: lever {name} needs a case whose noise std is known (denoise-*, synthetic-*-sN)")
+        fit_over = dict(fit_over, noise_sigma=sigma / 255)
+    # levels that are already the noise's rms: not converted as a std before clipping would be
+    as_is = name in ("median-rule-noise", "oracle-noise-rms", "given-sigma-as-is")
     preset = _configured_preset(task, base[0] if base else "default", dict(fit_over, num_iter=iterations),
                                 factor=getattr(operator, "factor", None))
     preset.network_args = {**preset.network_args, **net_over}
@@ -208,19 +225,42 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "super-resolve":
             raise SystemExit(f"error: lever {name} is for super-resolution cases")
         latent = torch.nn.functional.interpolate(y, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+    rule, whole = (preset.stopping_rule() if auto else "none"), None
+    if auto and task == "inpaint" and preset.held_out and name != "held-out-5":
+        whole = (y, operator)               # restore()'s stop: 5% of the known pixels held out, then the stretch
+        operator, rule = _hold_out(operator, y, rule, preset.held_out, seed=0)
+        y = y * operator.mask
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
 
     def record(s):
+        if s.stage:                 # the stretch after a held-out stop: only its end is reported (the stop column)
+            return
         seen[s.iteration] = metric(s.estimate.cpu(), gt)
         if progress and (s.iteration + 1) % progress == 0:
             print(f"{name}: iteration {s.iteration + 1}, {seen[s.iteration]:.2f}, {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr, flush=True)
-    r = npr.fit(y, operator, net=net, config=preset.fit, stop=preset.stopping_rule() if auto else "none",
-                seed=seed, latent=latent,
-                callback=record)
-    stop = (r.stopped_at, metric(r.image, gt)) if auto else None
-    return _series(seen, r.iterations_run), (time.perf_counter() - t0) / r.iterations_run, stop
+    held_out = isinstance(rule, HeldOutError)
+    with _levels_as_given(as_is):
+        r = npr.fit(y, operator, net=net, config=preset.fit, stop=rule, seed=seed, latent=latent, callback=record,
+                    keep_best_state=held_out)
+    ran = r.iterations_run
+    if held_out:
+        r = _after_held_out_stop(r, rule, preset.held_out, *whole, net, preset.fit, callback=record)
+    stop = (r.stopped_at, metric(r.image, gt), r.iterations_run) if auto else None
+    return _series(seen, ran), (time.perf_counter() - t0) / r.iterations_run, stop
+
+
+@contextmanager
+def _levels_as_given(on: bool):
+    """With ``on``, a given noise_sigma goes to the SURE loss as it is (not as a std before clipping)."""
+    real = fit_module.clipped_noise_rms
+    if on:
+        fit_module.clipped_noise_rms = lambda y, sigma: sigma
+    try:
+        yield
+    finally:
+        fit_module.clipped_noise_rms = real
 
 
 def _series(seen: dict[int, float], iterations: int) -> list[float]:
@@ -254,6 +294,13 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
                 seed=seed + 1, callback=lambda s: seen.__setitem__(
                     s.iteration, metric((first.pop(s.iteration) + s.estimate.cpu()) / 2, gt)))
     return _series(seen, iterations), (time.perf_counter() - t0) / iterations, None
+
+
+def drawn_sigma(case: str) -> int | None:
+    """The std (0-255) the noise of a case was drawn with: 25 for the development denoising images,
+    N for synthetic-*-sN; None otherwise."""
+    m = re.match(r"synthetic-(?!inpaint)\w+-s(\d+)", case)
+    return int(m[1]) if m else 25 if case.startswith("denoise-") else None
 
 
 def problem(a):
@@ -303,12 +350,12 @@ def main() -> None:
     print("| " + " | ".join(["lever", "s/it", *(f"@{m}" for m in marks), "peak", f"time to {a.target:g} dB"]) + " |" + extra)
     print("|---|---|" + "---|" * len(marks) + "---|---|" + "---|---|" * auto)
     for name in a.lever or ["default"]:
-        ps, spi, stop = run(task, name, y, gt, op, metric, a.iterations, a.seed, auto, a.progress)
+        ps, spi, stop = run(task, name, y, gt, op, metric, a.iterations, a.seed, auto, a.progress, drawn_sigma(label))
         best_it = max(range(len(ps)), key=ps.__getitem__)
         reach = next((i for i, v in enumerate(ps) if v >= a.target), None)
         reach_s = f"{(reach + 1) * spi:.0f} s ({reach + 1} it)" if reach is not None else "not reached"
         row = [f"{ps[m - 1]:.2f}" if m <= len(ps) else "-" for m in marks]
-        stop_s = f" {stop[0]} ({len(ps)}) | {stop[1]:.2f} |" if stop else ""
+        stop_s = f" {stop[0]} ({stop[2]}) | {stop[1]:.2f} |" if stop else ""
         cells = [name, f"{spi:.3f}", *row, f"{ps[best_it]:.2f} @ {best_it + 1}", reach_s]
         print("| " + " | ".join(cells) + " |" + stop_s, flush=True)
 
