@@ -11,7 +11,8 @@ Each lever is a named change to the task's default preset (network, fitting sett
 "default" is the preset itself. Runs use no stopping rule, so the curves are comparable
 (``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
 inpainting with a preset that holds pixels out, restore()'s held-out stop and the stretch on every
-known pixel after it, whose iterations count in "iterations run" but not in the columns).
+known pixel after it, whose iterations count in "iterations run" but not in the columns; the lever
+held-out-5, which holds the pixels out itself, keeps the windowed variance).
 Prints a markdown table: s/it, quality after 100/200/... iterations (RGB PSNR; Y PSNR with 4
 pixels shaved for super-resolution), the oracle peak and the time to reach --target (ground
 truth is only measured, it never drives the fit).
@@ -30,7 +31,6 @@ from pathlib import Path
 import torch
 
 import neuralprior as npr
-import neuralprior.fit as fit_module
 from neuralprior.latent import make_latent, padded_size
 from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
@@ -38,7 +38,7 @@ from neuralprior.operators import Downsample, gaussian_kernel
 from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.stopping import HeldOutError
 from neuralprior.tasks import _after_held_out_stop, _configured_preset, _hold_out, _operator   # as restore() does
-from stopping import cases, crop_case
+from stopping import cases, crop_case, drawn_sigma
 
 WIDE_TOP = WIDE_TOP_NET      # 32 channels at full resolution, skip 8 (the `quality` presets' network)
 PAPER_WIDTH = dict(channels_down=[128] * 5, channels_up=[128] * 5)
@@ -178,7 +178,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     """Fit with lever ``name``; returns (quality per iteration, seconds per iteration, stop).
 
     ``auto``: the preset's automatic stopping rule ends the fit, and ``stop`` is (iteration of the
-    returned estimate, its quality); otherwise no rule and ``stop`` is None. ``progress`` > 0: every
+    returned estimate, its quality, iterations run); otherwise no rule and ``stop`` is None. ``progress`` > 0: every
     that many iterations, the quality and the elapsed time go to stderr (long runs). ``sigma``: the std
     the noise was drawn with (0-255), where known (levers ``given-sigma*``).
 
@@ -205,6 +205,12 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if auto:
             raise SystemExit(f"error: lever {name} runs without --stop auto")
         return run_staged(name, y, gt, operator, metric, preset, net, iterations, seed)
+    rule, whole = (preset.stopping_rule() if auto else "none"), None
+    if auto and task == "inpaint" and preset.held_out and name != "held-out-5":
+        # restore()'s stop: 5% of the known pixels held out (before any lever reads the observation), then the stretch
+        whole = (y, operator)
+        operator, rule = _hold_out(operator, y, rule, preset.held_out, seed=seed)
+        y = y * operator.mask
     latent = None
     if name.startswith("fill-input"):
         if task != "inpaint":
@@ -213,7 +219,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     if name == "held-out-5":
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
-        operator = _hold_out(operator, y, None, preset.held_out, seed=0)[0]     # what restore() fits
+        operator = _hold_out(operator, y, None, preset.held_out, seed=0)[0]     # what restore(seed=0) fits
         y = y * operator.mask
     if name in ("lanczos2", "lanczos3"):
         if task != "super-resolve":
@@ -225,11 +231,6 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "super-resolve":
             raise SystemExit(f"error: lever {name} is for super-resolution cases")
         latent = torch.nn.functional.interpolate(y, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-    rule, whole = (preset.stopping_rule() if auto else "none"), None
-    if auto and task == "inpaint" and preset.held_out and name != "held-out-5":
-        whole = (y, operator)               # restore()'s stop: 5% of the known pixels held out, then the stretch
-        operator, rule = _hold_out(operator, y, rule, preset.held_out, seed=0)
-        y = y * operator.mask
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
 
@@ -254,6 +255,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
 @contextmanager
 def _levels_as_given(on: bool):
     """With ``on``, a given noise_sigma goes to the SURE loss as it is (not as a std before clipping)."""
+    fit_module = sys.modules["neuralprior.fit"]     # the module: the package's name ``fit`` is the function
     real = fit_module.clipped_noise_rms
     if on:
         fit_module.clipped_noise_rms = lambda y, sigma: sigma
@@ -294,13 +296,6 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
                 seed=seed + 1, callback=lambda s: seen.__setitem__(
                     s.iteration, metric((first.pop(s.iteration) + s.estimate.cpu()) / 2, gt)))
     return _series(seen, iterations), (time.perf_counter() - t0) / iterations, None
-
-
-def drawn_sigma(case: str) -> int | None:
-    """The std (0-255) the noise of a case was drawn with: 25 for the development denoising images,
-    N for synthetic-*-sN; None otherwise."""
-    m = re.match(r"synthetic-(?!inpaint)\w+-s(\d+)", case)
-    return int(m[1]) if m else 25 if case.startswith("denoise-") else None
 
 
 def problem(a):

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import time
 from pathlib import Path
 
 import torch
 
 from neuralprior.metrics import clipped_noise_rms, estimate_noise_sigma
-from stopping import cases, crop_case
+from stopping import cases, crop_case, drawn_sigma
 
 
 def main() -> None:
@@ -46,8 +45,7 @@ def main() -> None:
             t = time.perf_counter()
             calibrated = estimate_noise_sigma(y) * 255
             seconds = time.perf_counter() - t
-            drawn = re.search(r"-s(\d+)", name)            # the development cases are sigma 25
-            sigma = int(drawn[1]) if drawn else 25
+            sigma = drawn_sigma(name)
             given = clipped_noise_rms(y, sigma / 255) * 255
             print(f"| {name} | {rms:.2f} | {median_rule:.2f} | {median_rule - rms:+.2f} | {calibrated:.2f} | "
                   f"{calibrated - rms:+.2f} | {seconds:.2f} | {sigma} | {given:.2f} | {given - rms:+.2f} |", flush=True)

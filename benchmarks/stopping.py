@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import platform
 import time
@@ -98,6 +99,13 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee")):
         yield f"synthetic-inpaint-{img_name}-s25", "inpaint", noisy * mask, clean, {"mask": mask}, psnr
 
 
+def drawn_sigma(case: str) -> int | None:
+    """The std (0-255) the noise of a denoising case was drawn with: 25 for the development images,
+    N for synthetic-*-sN; None otherwise."""
+    m = re.match(r"synthetic-(?!inpaint)\w+-s(\d+)", case)
+    return int(m[1]) if m else 25 if case.startswith("denoise-") else None
+
+
 def crop_case(case, size: int | None):
     """A denoising or inpainting case cut to its centred ``size`` x ``size`` square (mask included)."""
     name, task, y, gt, kw, metric = case
@@ -165,7 +173,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
     t0 = time.perf_counter()
 
     def observe(state):         # the held-out fit only: the stretch after it starts again at the best iteration
-        if iterations and state.iteration <= iterations[-1]:
+        if state.stage:
             return
         scores.append(metric(state.estimate.cpu(), gt))
         iterations.append(state.iteration)

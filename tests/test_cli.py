@@ -48,11 +48,16 @@ def test_denoise_writes_same_size_and_report(rgb, tmp_path):
 
 def test_noise_sigma_and_loss_options_reach_the_fit(rgb, tmp_path):
     out, rep = tmp_path / "out.png", tmp_path / "r.json"
-    assert run("denoise", rgb, "-o", out, "--report", rep, "--noise-sigma", 25, *FAST) == 0
+    rng = np.random.default_rng(1)
+    dark = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    dark[:, :16] = np.where(rng.random((32, 16, 3)) < 0.7, 0, rng.integers(1, 30, (32, 16, 3)))  # noise clipped at black
+    image = _png(tmp_path / "dark.png", dark)
+    assert run("denoise", image, "-o", out, "--report", rep, "--noise-sigma", 25, *FAST) == 0
     cfg = json.loads(rep.read_text())["config"]
-    # the std before clipping becomes the clipped noise's rms, a little less here (pixels at 0 and 255)
-    assert cfg["loss"] == "sure" and cfg["noise_sigma"] == pytest.approx(clipped_noise_rms(load_image(rgb)[0], 25 / 255))
-    assert 0.9 * 25 / 255 < cfg["noise_sigma"] <= 25 / 255
+    # the std before clipping is recorded, and SURE gets the clipped noise's rms: well below it here
+    assert cfg["loss"] == "sure" and cfg["noise_sigma_given"] == 25 / 255
+    assert cfg["noise_sigma"] == pytest.approx(clipped_noise_rms(load_image(image)[0], 25 / 255))
+    assert cfg["noise_sigma"] < 0.92 * 25 / 255
     assert json.loads(rep.read_text())["network"]["in_channels"] == 3          # z is the RGB image
     assert run("denoise", rgb, "-o", out, "--report", rep, "--loss", "mse", "--preset", "paper", *FAST) == 0
     assert json.loads(rep.read_text())["config"]["loss"] == "mse"
@@ -63,7 +68,8 @@ def test_sigma_p_option_replaces_the_presets_perturbation(rgb, tmp_path):
     assert run("denoise", rgb, "-o", out, "--report", rep, "--noise-sigma", 51, *FAST) == 0
     scale = get_preset("denoise").fit.reg_noise_per_variance
     cfg = json.loads(rep.read_text())["config"]
-    assert cfg["reg_noise_std"] == pytest.approx(scale * cfg["noise_sigma"] ** 2)                  # x variance
+    assert cfg["noise_sigma_given"] == 0.2 and cfg["noise_sigma"] == pytest.approx(clipped_noise_rms(load_image(rgb)[0], 0.2))
+    assert cfg["reg_noise_std"] == pytest.approx(scale * cfg["noise_sigma"] ** 2)                  # x the variance used
     assert run("denoise", rgb, "-o", out, "--report", rep, "--noise-sigma", 51, "--sigma-p", 0.02, *FAST) == 0
     cfg = json.loads(rep.read_text())["config"]
     assert cfg["reg_noise_std"] == 0.02 and cfg["reg_noise_per_variance"] == 0
@@ -137,7 +143,7 @@ def test_snapshots(rgb, tmp_path):
         "iter_000001.png", "iter_000002.png", "iter_000003.png"]
 
 
-def test_snapshots_of_the_stretch_after_a_held_out_stop_do_not_overwrite_the_fit_before_it(tmp_path):
+def test_snapshots_of_the_stretch_after_a_held_out_stop_are_named_apart(tmp_path):
     rng = np.random.default_rng(0)
     image = _png(tmp_path / "in.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     mask = _png(tmp_path / "mask.png", np.where(rng.random((64, 64)) > 0.5, 255, 0).astype(np.uint8))

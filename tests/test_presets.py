@@ -6,6 +6,7 @@ import torch
 
 import neuralprior
 from neuralprior import FitConfig, NeuralPriorError, get_preset, preset_table
+from neuralprior.metrics import clipped_noise_rms
 from neuralprior.networks import DeepDecoder, EncoderDecoder, SkipNet, count_parameters
 from neuralprior.presets import PRESETS, TASKS, preset_names
 from neuralprior.stopping import WindowedVariance
@@ -185,7 +186,8 @@ def test_default_denoising_fits_the_noisy_image_with_sure():
 def test_sure_loss_override_switches_the_input_to_the_observation(astronaut_crop):
     r = neuralprior.restore("denoise", astronaut_crop, preset="paper", loss="sure", noise_sigma=0.05, num_iter=2,
                             device="cpu")
-    assert r.config["input_kind"] == "observation" and r.config["noise_sigma"] == 0.05
+    assert r.config["input_kind"] == "observation" and r.config["noise_sigma_given"] == 0.05
+    assert r.config["noise_sigma"] == clipped_noise_rms(astronaut_crop, 0.05) < 0.05     # a few pixels at 0 or 1
     # another loss on the default preset goes back to a random input z, which it needs
     r = neuralprior.denoise(astronaut_crop, loss="l1", num_iter=2, device="cpu")
     assert r.config["input_kind"] == "noise"
@@ -193,9 +195,10 @@ def test_sure_loss_override_switches_the_input_to_the_observation(astronaut_crop
 
 def test_sigma_p_can_scale_with_the_noise_variance(astronaut_crop):
     kw = dict(noise_sigma=0.04, num_iter=3, device="cpu", precision="float32", channels_last=False)
-    scaled = neuralprior.restore("denoise", astronaut_crop, reg_noise_per_variance=37.5, **kw)
+    x = 0.1 + 0.8 * astronaut_crop                      # nothing at 0 or 1: the level given is the level used
+    scaled = neuralprior.restore("denoise", x, reg_noise_per_variance=37.5, **kw)
     assert scaled.config["reg_noise_std"] == pytest.approx(0.06)          # 37.5 x the noise variance
-    given = neuralprior.restore("denoise", astronaut_crop, reg_noise_std=0.06, **kw)
+    given = neuralprior.restore("denoise", x, reg_noise_std=0.06, **kw)
     assert given.config["reg_noise_per_variance"] == 0                        # a given sigma_p wins over the scaling
     assert torch.equal(scaled.image, given.image)                          # the same perturbation, step for step
     other = neuralprior.restore("denoise", astronaut_crop, reg_noise_std=0.2, **kw)

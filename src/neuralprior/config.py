@@ -22,11 +22,12 @@ class FitConfig:
     loss: str = "mse"               # data term E: "mse" (Gaussian noise, the paper's), "l1" (Laplacian noise,
                                     # outliers), "poisson" (photon counts: y = counts / peak, F(x) the rate) or
                                     # "sure" (Stein's unbiased estimate of the MSE to the clean image under
-                                    # Gaussian noise of std noise_sigma; needs input_kind="observation")
-    noise_sigma: float | None = None   # std of the Gaussian noise in [0, 1] units, before clipping to [0, 1]
-                                    # (SURE uses its rms after clipping); None = estimated from y
-    sure_epsilon: float = 0.01      # step of the Monte-Carlo divergence in SURE, as a fraction of noise_sigma
-    reg_noise_per_variance: float = 0.0   # SURE only: when > 0, sigma_p = this x noise_sigma**2 (replaces
+                                    # Gaussian noise of the level below; needs input_kind="observation")
+    noise_sigma: float | None = None   # std of the Gaussian noise in [0, 1] units, before clipping to [0, 1];
+                                    # SURE's noise level is its rms after clipping (fit.noise_level; None:
+                                    # estimated from y)
+    sure_epsilon: float = 0.01      # step of the Monte-Carlo divergence in SURE, as a fraction of the noise level
+    reg_noise_per_variance: float = 0.0   # SURE only: when > 0, sigma_p = this x the noise level**2 (replaces
                                     # reg_noise_std): heavier noise in the input needs a disproportionately
                                     # stronger perturbation, lighter noise a weaker one
     sure_batched: bool | str = "auto"   # SURE: run the network once on the pair (y, y + eps b) as a batch of 2

@@ -390,8 +390,10 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
                      config=dict(cfg.to_dict(), cuda_graph=graph is not None, channels_last=channels_last,  # used
-                                 **({"noise_sigma": sigma, "reg_noise_std": sigma_p, "sure_batched": batched}
-                                    if sure else {})),
+                                 # noise_sigma: the level SURE used (the noise's rms); noise_sigma_given: the
+                                 # std before clipping it came from, when given
+                                 **({"noise_sigma": sigma, "noise_sigma_given": cfg.noise_sigma,
+                                     "reg_noise_std": sigma_p, "sure_batched": batched} if sure else {})),
                      seed=seed, device=str(dev), precision=precision, interrupted=interrupted,
                      best_state=best_state if keep_best_state else None)
 

@@ -67,7 +67,7 @@ def estimate_noise_sigma(image: torch.Tensor, *, clipped: bool = True) -> float:
     smooth = _smooth_if_clipped(x) if clipped else None
     if smooth is not None:
         rng = np.random.default_rng(0)                  # the calibration is deterministic
-        sigmas = [_clipped_noise_rms(s, m, rng) if s > 0 else s for s, m in zip(sigmas, smooth)]
+        sigmas = [_calibrated_noise_rms(s, m, rng) if s > 0 else s for s, m in zip(sigmas, smooth)]
     return float(np.mean(sigmas))
 
 
@@ -84,9 +84,8 @@ def clipped_noise_rms(image: torch.Tensor, sigma: float) -> float:
     smooth = _smooth_if_clipped(x)
     if smooth is None or not sigma > 0:
         return float(sigma)
-    grid = np.linspace(0.0, 1.0, 513)
-    clean = [np.interp(m, _clipped_mean(grid, sigma), grid) for m in smooth]    # as _simulate_clipped
-    return float(np.mean([np.sqrt(np.mean(_clipped_mean_square(c, sigma))) for c in clean]))
+    return float(np.mean([np.sqrt(np.mean(_clipped_mean_square(_clean_from_local_mean(m, sigma), sigma)))
+                          for m in smooth]))
 
 
 def _smooth_if_clipped(x: torch.Tensor) -> list[np.ndarray] | None:
@@ -126,7 +125,7 @@ def _clipped_mean_square(c: np.ndarray, sigma: float) -> np.ndarray:
     return (sigma ** 2 * inside + cc ** 2 * cdf(a) + (1 - cc) ** 2 * (1 - cdf(b))).numpy()
 
 
-def _clipped_noise_rms(observed: float, smooth: np.ndarray, rng, steps: int = 3) -> float:
+def _calibrated_noise_rms(observed: float, smooth: np.ndarray, rng, steps: int = 3) -> float:
     """The root mean square of Gaussian noise clipped to [0, 1] around a clean channel approximated by
     ``smooth`` (a local mean of the noisy one), for the Gaussian std at which the median rule on the
     clipped noise gives ``observed`` (found by ``steps`` fixed-point updates)."""
@@ -141,10 +140,16 @@ def _clipped_noise_rms(observed: float, smooth: np.ndarray, rng, steps: int = 3)
 
 def _simulate_clipped(smooth: np.ndarray, sigma: float, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(clean channel, its noise ``sigma * n`` after clipping to [0, 1]) for a noisy channel's local mean
-    ``smooth``: the local mean of clipped noise is pulled away from 0 and 1, so it is inverted first."""
-    grid = np.linspace(0.0, 1.0, 513)
-    clean = np.interp(smooth, _clipped_mean(grid, sigma), grid)
+    ``smooth``."""
+    clean = _clean_from_local_mean(smooth, sigma)
     return clean, np.clip(clean + sigma * n, 0.0, 1.0) - clean
+
+
+def _clean_from_local_mean(smooth: np.ndarray, sigma: float) -> np.ndarray:
+    """The clean values whose noise of std ``sigma``, clipped to [0, 1], has the local mean ``smooth``
+    (clipping pulls the mean away from 0 and 1)."""
+    grid = np.linspace(0.0, 1.0, 513)
+    return np.interp(smooth, _clipped_mean(grid, sigma), grid)
 
 
 _SMOOTH = 9              # side of the box filter that approximates the clean image for the calibration

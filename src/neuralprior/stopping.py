@@ -63,22 +63,23 @@ class FixedIterations(StoppingRule):
         return Decision(best=True, stop=done, reason=f"fixed iteration count {self.n}" if done else "")
 
 
-def _at_lowest(rule, iteration: int, value: float, lowest: float, what: str) -> Decision:
-    """The decision of a rule that keeps the estimate at the minimum of a watched quantity ``what``.
+def _at_lowest(rule, iteration: int, value: float, lowest: float, what: str) -> tuple[Decision, bool]:
+    """(decision, whether ``value`` is a new minimum) for a rule that keeps the estimate at the minimum
+    of a watched quantity ``what``.
 
     Before ``rule.min_iterations`` every estimate is the best so far (and no minimum is kept). A
     ``value`` below ``lowest`` is a new minimum: ``rule.best_iteration`` becomes ``iteration`` (the
     caller keeps the value). No new minimum for ``rule.patience`` iterations: stop.
     """
     if iteration < rule.min_iterations:
-        return Decision(best=True)
+        return Decision(best=True), False
     if value < lowest:
         rule.best_iteration = iteration
-        return Decision(best=True)
+        return Decision(best=True), True
     if iteration - rule.best_iteration >= rule.patience:
         return Decision(stop=True, reason=f"{what} has not decreased for {rule.patience} iterations "
-                                          f"(minimum at iteration {rule.best_iteration})")
-    return Decision()
+                                          f"(minimum at iteration {rule.best_iteration})"), False
+    return Decision(), False
 
 
 REFERENCE_NOISE = 25 / 255
@@ -165,8 +166,8 @@ class WindowedVariance(StoppingRule):
         """The decision for a windowed variance ``var`` (per pixel) at ``iteration``; :meth:`update` computes
         it from the estimates, a saved series can be replayed through this directly."""
         self.variances.append((iteration, var))
-        decision = _at_lowest(self, iteration, var, self.best_variance, "windowed variance")
-        if self.best_iteration == iteration:        # a new minimum
+        decision, lowest = _at_lowest(self, iteration, var, self.best_variance, "windowed variance")
+        if lowest:
             self.best_variance = var
             limit = self.settled_std()
             if limit > 0 and var ** 0.5 <= limit:
@@ -224,8 +225,9 @@ class HeldOutError(StoppingRule):
     def judge(self, iteration: int, error: float) -> Decision:
         """The decision for a held-out error ``error`` at ``iteration`` (a saved series can be replayed)."""
         self.errors.append((iteration, error))
-        decision = _at_lowest(self, iteration, error, self.best_error, f"error on the {self.count} held-out pixels")
-        if self.best_iteration == iteration:        # a new minimum
+        decision, lowest = _at_lowest(self, iteration, error, self.best_error,
+                                      f"error on the {self.count} held-out pixels")
+        if lowest:
             self.best_error = error
         return decision
 

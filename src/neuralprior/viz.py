@@ -319,8 +319,11 @@ class FrameRecorder:
         if self._last is not None and self._last[1:] != self._recorded:
             self.add(self._last[0], self._label(*self._last[1:]))
             self._recorded = self._last[1:]
-        stage = self._last[1] if self._last is not None else ""     # the result comes from the last stage run
-        if result is not None and (stage, result.stopped_at) != self._recorded:
+        if result is None:
+            return
+        # after an inpainting held-out stop, the returned estimate is the stretch's (when there was one)
+        stage = "stretch" if (result.config.get("held_out") or {}).get("stretch") else ""
+        if (stage, result.stopped_at) != self._recorded:
             self.add(result.image, "returned: " + self._label(stage, result.stopped_at))
 
     def add(self, image: torch.Tensor, label: str) -> None:
