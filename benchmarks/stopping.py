@@ -120,7 +120,9 @@ def crop_case(case, size: int | None):
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     preset = get_preset(task, args.preset)
     if task == "inpaint" and preset.held_out:
-        return run_held_out_case(name, task, y, gt, kwargs, metric, args, preset)
+        held_out = run_held_out_case(name, task, y, gt, kwargs, metric, args, preset)
+        if held_out is not None:
+            return held_out
     rule = preset.stopping_rule("auto")                  # the rule stop="auto" uses with this preset
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
@@ -159,7 +161,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                 device=r.device), dict(case=name, iterations=iterations, scores=scores, **watched)
 
 
-def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[dict, dict]:
+def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[dict, dict] | None:
     """Inpainting with a held-out stop: two runs. ``restore(stop="auto")`` itself (the fit on the
     pixels not held out until the stop, then the stretch on every known pixel), watched by the same
     rule on the same pixels to save the series; and the fixed long run on every known pixel, which
@@ -168,6 +170,8 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
     The saved series ends at the stop: a replay with a longer patience cannot see past it."""
     op = Mask(kwargs["mask"])
     _, rule = _hold_out(op, y * op.mask, None, preset.held_out, seed=0)     # the rule restore() builds
+    if rule is None:            # too few known pixels to hold out: restore() keeps the windowed variance
+        return None
     scores: list[float] = []
     iterations: list[int] = []
     t0 = time.perf_counter()
@@ -188,20 +192,26 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
     keep = sum(i < ran for i in iterations)
     iterations, scores, errors = iterations[:keep], scores[:keep], [e for e in rule.errors if e[0] < ran]
     fixed: list[float] = []
+    fixed_its: list[int] = []       # iterations the divergence guard rolls back report nothing
+
+    def watch_fixed(state):
+        fixed.append(metric(state.estimate.cpu(), gt))
+        fixed_its.append(state.iteration)
     long = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
-                       callback=lambda s: fixed.append(metric(s.estimate.cpu(), gt)), **kwargs)
+                       callback=watch_fixed, **kwargs)
     peak = int(np.argmax(fixed))
     quality = metric(auto.image, gt)
     before = dict(zip(iterations, scores))[held["best_iteration"]]
     return dict(case=name, task=task, auto_stop=ran - 1, returned=auto.stopped_at,
                 psnr_before_stretch=round(before, 2), psnr_auto=round(quality, 2), oracle_peak=round(fixed[peak], 2),
-                oracle_it=peak, gap=round(fixed[peak] - quality, 2), psnr_fixed=round(fixed[-1], 2),
+                oracle_it=fixed_its[peak], gap=round(fixed[peak] - quality, 2), psnr_fixed=round(fixed[-1], 2),
                 fixed_iterations=long.iterations_run,
                 paper_iterations=PAPER_TEXT_ITERS if name.startswith("inpaint-kate-text") else
                 PAPER_HOLES_ITERS if name.startswith("inpaint-library-holes") else PAPER_ITERS[task],
                 seconds_per_iteration=round(long.seconds / long.iterations_run, 4),
                 seconds_to_stop=round(auto.seconds, 1), device=auto.device), \
         dict(case=name, iterations=iterations, scores=scores, errors=errors, fixed_scores=fixed,
+             fixed_iterations=fixed_its,
              rule=dict(kind="held-out", held_out=rule.count, patience=rule.patience,
                        min_iterations=rule.min_iterations, best_iteration=held["best_iteration"],
                        stretch=held["stretch"]))
