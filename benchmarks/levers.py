@@ -12,7 +12,7 @@ Each lever is a named change to the task's default preset (network, fitting sett
 (``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
 inpainting with a preset that holds pixels out, restore()'s held-out stop and the stretch on every
 known pixel after it, whose iterations count in "iterations run" but not in the columns; the lever
-held-out-5, which holds the pixels out itself, keeps the windowed variance).
+held-out-5 (and -2), which holds the pixels out itself, keeps the windowed variance).
 Prints a markdown table: s/it, quality after 100/200/... iterations (RGB PSNR; Y PSNR with 4
 pixels shaved for super-resolution), the oracle peak and the time to reach --target (ground
 truth is only measured, it never drives the fit).
@@ -118,6 +118,7 @@ LEVERS = {
         "fill-input": ({}, dict(input_kind="observation")),
         # the fit without the 5% of known pixels the held-out stop keeps apart (its cost in quality)
         "held-out-5": ({}, {}),
+        "held-out-2": ({}, {}),          # the same with 2% held out
         "fill-input-keep": ({}, dict(input_kind="observation")),
         # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
@@ -206,7 +207,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
             raise SystemExit(f"error: lever {name} runs without --stop auto")
         return run_staged(name, y, gt, operator, metric, preset, net, iterations, seed)
     rule, whole = (preset.stopping_rule() if auto else "none"), None
-    if auto and task == "inpaint" and preset.held_out and name != "held-out-5":
+    if auto and task == "inpaint" and preset.held_out and not name.startswith("held-out-"):
         # restore()'s stop: 5% of the known pixels held out (before any lever reads the observation), then the stretch
         whole = (y, operator)
         operator, rule = _hold_out(operator, y, rule, preset.held_out, seed=seed)
@@ -216,10 +217,11 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         latent = fill_input(y, operator.mask, keep=name == "fill-input-keep")
-    if name == "held-out-5":
+    if name.startswith("held-out-"):
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
-        operator = _hold_out(operator, y, None, preset.held_out, seed=0)[0]     # what restore(seed=0) fits
+        fraction = int(name.split("-")[-1]) / 100
+        operator = _hold_out(operator, y, None, dict(preset.held_out, fraction=fraction), seed=0)[0]  # as restore(seed=0)
         y = y * operator.mask
     if name in ("lanczos2", "lanczos3"):
         if task != "super-resolve":
