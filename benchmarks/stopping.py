@@ -189,8 +189,6 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
     auto = npr.restore(task, y, preset=args.preset, stop="auto", device=args.device, callback=observe, **kwargs)
     held = auto.config["held_out"]
     ran = auto.iterations_run - held["stretch"]       # the held-out fit's iterations; the stretch's may follow
-    keep = sum(i < ran for i in iterations)
-    iterations, scores, errors = iterations[:keep], scores[:keep], [e for e in rule.errors if e[0] < ran]
     fixed: list[float] = []
     fixed_its: list[int] = []       # iterations the divergence guard rolls back report nothing
 
@@ -210,7 +208,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
                 PAPER_HOLES_ITERS if name.startswith("inpaint-library-holes") else PAPER_ITERS[task],
                 seconds_per_iteration=round(long.seconds / long.iterations_run, 4),
                 seconds_to_stop=round(auto.seconds, 1), device=auto.device), \
-        dict(case=name, iterations=iterations, scores=scores, errors=errors, fixed_scores=fixed,
+        dict(case=name, iterations=iterations, scores=scores, errors=rule.errors, fixed_scores=fixed,
              fixed_iterations=fixed_its,
              rule=dict(kind="held-out", held_out=rule.count, patience=rule.patience,
                        min_iterations=rule.min_iterations, best_iteration=held["best_iteration"],

@@ -138,7 +138,7 @@ def _fit_every_known_pixel(first: FitResult, y, op, net, cfg: FitConfig, iterati
     known pixels from the state of the chosen estimate takes back most of that. ``first`` is
     returned as it is when it was interrupted or its time is up.
     """
-    state, first.best_state = first.best_state, None        # not kept on the result (memory)
+    state = first.best_state
     if first.interrupted or (time_limit is not None and first.seconds >= time_limit):
         return first
     if state is None:                   # resumed from a checkpoint made before the stretch existed
