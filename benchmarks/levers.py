@@ -12,7 +12,9 @@ Each lever is a named change to the task's default preset (network, fitting sett
 (``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
 inpainting with a preset that holds pixels out, restore()'s held-out stop and the stretch on every
 known pixel after it, whose iterations count in "iterations run" but not in the columns; the lever
-held-out-5 (and -2), which holds the pixels out itself, keeps the windowed variance).
+held-out-5 (and -2, and held-out-holes-5, which holds out pieces shaped like the missing region), which
+holds the pixels out itself, keeps the windowed variance; with --progress, held-out-holes-5 also prints
+the error on its held-out pixels).
 Prints a markdown table: s/it, quality after 100/200/... iterations (RGB PSNR; Y PSNR with 4
 pixels shaved for super-resolution), the oracle peak and the time to reach --target (ground
 truth is only measured, it never drives the fit).
@@ -28,13 +30,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 import neuralprior as npr
 from neuralprior.latent import make_latent, padded_size
 from neuralprior.metrics import estimate_noise_sigma, psnr
 from neuralprior.networks import set_fused
-from neuralprior.operators import Downsample, gaussian_kernel
+from neuralprior.operators import Downsample, Mask, gaussian_kernel
 from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.stopping import HeldOutError
 from neuralprior.tasks import _after_held_out_stop, _configured_preset, _hold_out, _operator   # as restore() does
@@ -119,6 +123,8 @@ LEVERS = {
         # the fit without the 5% of known pixels the held-out stop keeps apart (its cost in quality)
         "held-out-5": ({}, {}),
         "held-out-2": ({}, {}),          # the same with 2% held out
+        # 5% held out in pieces of the missing region moved elsewhere (shaped like the holes; see holes_like_missing)
+        "held-out-holes-5": ({}, {}),
         "fill-input-keep": ({}, dict(input_kind="observation")),
         # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
@@ -217,11 +223,16 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         latent = fill_input(y, operator.mask, keep=name == "fill-input-keep")
+    watch = None
     if name.startswith("held-out-"):
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         fraction = int(name.split("-")[-1]) / 100
-        operator = _hold_out(operator, y, None, dict(preset.held_out, fraction=fraction), seed=0)[0]  # as restore(seed=0)
+        if name.startswith("held-out-holes-"):      # drawn with the run's seed
+            fitted, held = holes_like_missing(operator.mask, fraction, seed)
+            operator, watch = Mask(fitted), HeldOutError(y, held)
+        else:
+            operator = _hold_out(operator, y, None, dict(preset.held_out, fraction=fraction), seed=0)[0]  # as seed=0
         y = y * operator.mask
     if name in ("lanczos2", "lanczos3"):
         if task != "super-resolve":
@@ -241,8 +252,9 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
             return
         seen[s.iteration] = metric(s.estimate.cpu(), gt)
         if progress and (s.iteration + 1) % progress == 0:
-            print(f"{name}: iteration {s.iteration + 1}, {seen[s.iteration]:.2f}, {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr, flush=True)
+            error = f", held-out error {watch.error(s.estimate):.5f}" if watch else ""
+            print(f"{name}: iteration {s.iteration + 1}, {seen[s.iteration]:.2f}{error}, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     held_out = isinstance(rule, HeldOutError)
     with _levels_as_given(as_is):
         r = npr.fit(y, operator, net=net, config=preset.fit, stop=rule, seed=seed, latent=latent, callback=record,
@@ -252,6 +264,30 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         r = _after_held_out_stop(r, rule, preset.held_out, *whole, net, preset.fit, callback=record)
     stop = (r.stopped_at, metric(r.image, gt), r.iterations_run) if auto else None
     return _series(seen, ran), (time.perf_counter() - t0) / r.iterations_run, stop
+
+
+def holes_like_missing(mask: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fitted, held out): about ``fraction`` of the known pixels of a (1, 1, H, W) ``mask`` held out in
+    pieces shaped like its missing region: the missing region is moved by a random offset (wrapping
+    round), and the connected pieces of it that fall on known pixels are taken in random order (each
+    whole, up to 1.2 x the fraction) until the fraction is reached."""
+    known = mask[0, 0].cpu().numpy() > 0.5
+    rng = np.random.default_rng(seed)
+    held = np.zeros_like(known)
+    budget = fraction * known.sum()
+    for _ in range(100):
+        moved = np.roll(~known, (rng.integers(known.shape[0]), rng.integers(known.shape[1])), (0, 1))
+        pieces, n = ndimage.label(moved & known & ~held)
+        for k in rng.permutation(n) + 1:
+            piece = pieces == k
+            if held.sum() + piece.sum() <= 1.2 * budget:
+                held |= piece
+            if held.sum() >= budget:
+                break
+        if held.sum() >= budget:
+            break
+    h = torch.from_numpy(held.astype(np.float32))[None, None].to(mask.device)
+    return mask * (1 - h), h
 
 
 @contextmanager
