@@ -15,6 +15,7 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
 
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.002 --patience 200
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.008 --tolerance-power 2
+    python benchmarks/stopping.py --masks --crop 256       # no fitting: how large the inpainting cases' holes are
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), text inpainting (kate, the examples'
 text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4), and
 synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
@@ -261,6 +262,21 @@ def main_replay(args) -> None:
               f"| {s['scores'][peak] - score:.2f} |")
 
 
+def main_masks(args) -> None:
+    """The inpainting cases' masks: how much is missing and how large the holes are (the median distance
+    from a missing pixel to the nearest known one: 1 for isolated missing pixels, more for large holes)."""
+    from scipy import ndimage
+
+    print("| case | missing | distance to the nearest known pixel: median | 90th percentile |\n|---|---|---|---|")
+    for case in cases(Path(args.data), (), ()):
+        if case[1] != "inpaint":
+            continue
+        name, _, _, _, kw, _ = crop_case(case, args.crop)
+        missing = kw["mask"][0, 0].numpy() <= 0.5
+        d = ndimage.distance_transform_edt(missing)[missing]
+        print(f"| {name} | {missing.mean():.3f} | {np.median(d):.1f} | {np.percentile(d, 90):.1f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -284,9 +300,12 @@ def main() -> None:
                    "(default: the series' own; series saved before it existed: 1)")
     p.add_argument("--progress", type=int, metavar="N", help="print the quality to stderr every N iterations")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
+    p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
     if args.replay:
         return main_replay(args)
+    if args.masks:
+        return main_masks(args)
     from skimage import data as skd
 
     unknown = [n for n in args.images if not callable(getattr(skd, n, None))]
