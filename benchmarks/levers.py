@@ -41,7 +41,7 @@ from neuralprior.networks import set_fused
 from neuralprior.operators import Downsample, Mask, gaussian_kernel
 from neuralprior.presets import WIDE_TOP_NET
 from neuralprior.stopping import HeldOutError
-from neuralprior.tasks import _after_held_out_stop, _configured_preset, _hold_out, _operator   # as restore() does
+from neuralprior.tasks import MIN_HELD_OUT, _after_held_out_stop, _configured_preset, _hold_out, _operator   # as restore() does
 from stopping import cases, crop_case, drawn_sigma
 
 WIDE_TOP = WIDE_TOP_NET      # 32 channels at full resolution, skip 8 (the `quality` presets' network)
@@ -231,8 +231,10 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if name.startswith("held-out-holes-"):      # drawn with the run's seed
             fitted, held = holes_like_missing(operator.mask, fraction, seed)
             operator, watch = Mask(fitted), HeldOutError(y, held)
+            print(f"{name}: {watch.count} pixels held out, {watch.count / float(fitted.sum() + held.sum()):.1%} of "
+                  f"the known ones", file=sys.stderr)
         else:
-            operator = _hold_out(operator, y, None, dict(preset.held_out, fraction=fraction), seed=0)[0]  # as seed=0
+            operator = _hold_out(operator, y, None, dict(preset.held_out, fraction=fraction), seed=0)[0]  # as restore(seed=0)
         y = y * operator.mask
     if name in ("lanczos2", "lanczos3"):
         if task != "super-resolve":
@@ -269,23 +271,28 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
 def holes_like_missing(mask: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(fitted, held out): about ``fraction`` of the known pixels of a (1, 1, H, W) ``mask`` held out in
     pieces shaped like its missing region: the missing region is moved by a random offset (wrapping
-    round), and the connected pieces of it that fall on known pixels are taken in random order (each
-    whole, up to 1.2 x the fraction) until the fraction is reached."""
+    round), and the connected pieces of it that fall on known pixels are taken whole, in random order,
+    while the total stays under 1.2 x the fraction, until the fraction is reached (or 100 offsets are tried)."""
     known = mask[0, 0].cpu().numpy() > 0.5
     rng = np.random.default_rng(seed)
     held = np.zeros_like(known)
-    budget = fraction * known.sum()
+    count, budget = 0, fraction * known.sum()
     for _ in range(100):
         moved = np.roll(~known, (rng.integers(known.shape[0]), rng.integers(known.shape[1])), (0, 1))
         pieces, n = ndimage.label(moved & known & ~held)
+        sizes = np.bincount(pieces.ravel(), minlength=n + 1)
+        taken = []
         for k in rng.permutation(n) + 1:
-            piece = pieces == k
-            if held.sum() + piece.sum() <= 1.2 * budget:
-                held |= piece
-            if held.sum() >= budget:
+            if count >= budget:
                 break
-        if held.sum() >= budget:
+            if count + sizes[k] <= 1.2 * budget:
+                taken.append(k)
+                count += sizes[k]
+        held |= np.isin(pieces, taken)
+        if count >= budget:
             break
+    if held.sum() < MIN_HELD_OUT:
+        raise SystemExit(f"error: no pieces of the missing region fit in {fraction:.0%} of the known pixels")
     h = torch.from_numpy(held.astype(np.float32))[None, None].to(mask.device)
     return mask * (1 - h), h
 

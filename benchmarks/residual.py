@@ -2,25 +2,25 @@
 
     python benchmarks/residual.py --case sr4-butterfly --iterations 3000 --every 100
 
-Runs the ``default`` preset of a case of ``benchmarks/stopping.py`` without stopping and prints, every
-``--every`` iterations, the quality of the estimate (the output average; RGB PSNR, or Y PSNR with 4
-pixels shaved for super-resolution) and the root mean square of its data residual A(estimate) - y,
-and of the raw output's, in 8-bit grey levels: where the residual still falls fast, the fit has not
-converged, and no stop before that point keeps the quality. Ground truth is only measured.
+Runs the ``default`` preset of a case of ``benchmarks/stopping.py`` (as ``benchmarks/levers.py --case``
+names them) without stopping and prints, every ``--every`` iterations, the quality of the estimate (the
+output average; RGB PSNR, or Y PSNR with 4 pixels shaved for super-resolution) and the root mean square
+of its data residual A(estimate) - y, and of the raw output's, in 8-bit grey levels (over the known
+pixels for inpainting): where the residual still falls fast, the fit has not converged, and no stop
+before that point keeps the quality. At the end: the best estimate and the first iteration within
+0.5 dB of it (iterations counted from 1). Ground truth is only measured.
 """
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 import neuralprior as npr
-from neuralprior.tasks import _operator
-from stopping import cases, crop_case
+from levers import problem
 
 
 def main() -> None:
@@ -32,28 +32,35 @@ def main() -> None:
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--device", default="auto")
     a = p.parse_args()
-    found = [c for c in cases(Path(a.data), (), ()) if c[0] == a.case]
-    if not found:
-        raise SystemExit(f"error: no case {a.case!r} in {a.data}")
-    name, task, y, gt, kw, metric = crop_case(found[0], a.crop)
-    op = _operator(task, y, kw.get("mask"), kw.get("factor"))
-    print(f"{name}, default preset, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    if a.iterations < 1 or a.every < 1:
+        raise SystemExit("error: --iterations and --every must be positive")
+    a.noisy = a.gt = None
+    task, y, gt, op, metric, label = problem(a)
+    inpaint = task == "inpaint"
+    print(f"{label}, default preset, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print("| iteration | quality | residual of the estimate | residual of the raw output | s |\n|---|---|---|---|---|")
+    quality: list[float] = []
     t0 = time.perf_counter()
 
-    def rms(x):             # of the data residual, in grey levels (over the fitted pixels for inpainting)
+    def rms(x):             # of the data residual, in grey levels
         with torch.no_grad():
-            r = op(x.detach().float().cpu().clamp(0, 1)) - op.mask * y if task == "inpaint" else \
-                op(x.detach().float().cpu().clamp(0, 1)) - y
-            n = op.mask.expand_as(r).sum() if task == "inpaint" else r.numel()
+            r = op(x.detach().float().cpu().clamp(0, 1)) - (op.mask * y if inpaint else y)
+            n = op.mask.expand_as(r).sum() if inpaint else r.numel()
             return float((r.square().sum() / n).sqrt()) * 255
 
     def show(s):
+        quality.append(metric(s.estimate.cpu(), gt))
         if (s.iteration + 1) % a.every == 0:
-            print(f"| {s.iteration + 1} | {metric(s.estimate.cpu(), gt):.2f} | {rms(s.estimate):.3f} | "
-                  f"{rms(s.output):.3f} | {time.perf_counter() - t0:.0f} |", flush=True)
-    npr.restore(task, y, stop="none", num_iter=a.iterations, callback=show, device=a.device,
-                **{k: v for k, v in kw.items() if k in ("mask", "factor")})
+            print(f"| {s.iteration + 1} | {quality[-1]:.2f} | {rms(s.estimate):.3f} | {rms(s.output):.3f} | "
+                  f"{time.perf_counter() - t0:.0f} |", flush=True)
+    kw = dict(mask=op.mask) if inpaint else dict(factor=op.factor) if task == "super-resolve" else {}
+    try:
+        npr.restore(task, y, stop="none", num_iter=a.iterations, callback=show, device=a.device, **kw)
+    except npr.NeuralPriorError as e:
+        raise SystemExit(f"error: {e}") from None
+    best = max(range(len(quality)), key=quality.__getitem__)
+    near = next(i for i, q in enumerate(quality) if q >= quality[best] - 0.5)
+    print(f"best: {quality[best]:.2f} at iteration {best + 1}; within 0.5 dB of it from iteration {near + 1}")
 
 
 if __name__ == "__main__":

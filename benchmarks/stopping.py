@@ -267,14 +267,15 @@ def main_masks(args) -> None:
     from a missing pixel to the nearest known one: 1 for isolated missing pixels, more for large holes)."""
     from scipy import ndimage
 
+    masks = [crop_case(c, args.crop) for c in cases(Path(args.data), (), ()) if c[1] == "inpaint"]
+    if not masks:
+        raise SystemExit(f"error: no inpainting case in {args.data}")
     print("| case | missing | distance to the nearest known pixel: median | 90th percentile |\n|---|---|---|---|")
-    for case in cases(Path(args.data), (), ()):
-        if case[1] != "inpaint":
-            continue
-        name, _, _, _, kw, _ = crop_case(case, args.crop)
+    for name, _, _, _, kw, _ in masks:
         missing = kw["mask"][0, 0].numpy() <= 0.5
         d = ndimage.distance_transform_edt(missing)[missing]
-        print(f"| {name} | {missing.mean():.3f} | {np.median(d):.1f} | {np.percentile(d, 90):.1f} |")
+        stats = f"{np.median(d):.1f} | {np.percentile(d, 90):.1f}" if d.size else "- | -"
+        print(f"| {name} | {missing.mean():.3f} | {stats} |")
 
 
 def main() -> None:
@@ -302,10 +303,12 @@ def main() -> None:
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
+    if args.masks:
+        if args.replay:
+            raise SystemExit("error: --masks and --replay are two separate uses; give one")
+        return main_masks(args)
     if args.replay:
         return main_replay(args)
-    if args.masks:
-        return main_masks(args)
     from skimage import data as skd
 
     unknown = [n for n in args.images if not callable(getattr(skd, n, None))]
