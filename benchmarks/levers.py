@@ -229,10 +229,10 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         fraction = int(name.split("-")[-1]) / 100
         if name.startswith("held-out-holes-"):      # drawn with the run's seed
+            known = float(operator.mask.sum())
             fitted, held = holes_like_missing(operator.mask, fraction, seed)
             operator, watch = Mask(fitted), HeldOutError(y, held)
-            print(f"{name}: {watch.count} pixels held out, {watch.count / float(fitted.sum() + held.sum()):.1%} of "
-                  f"the known ones", file=sys.stderr)
+            print(f"{name}: {watch.count} pixels held out, {watch.count / known:.1%} of the known ones", file=sys.stderr)
         else:
             operator = _hold_out(operator, y, None, dict(preset.held_out, fraction=fraction), seed=0)[0]  # as restore(seed=0)
         y = y * operator.mask
@@ -291,7 +291,7 @@ def holes_like_missing(mask: torch.Tensor, fraction: float, seed: int) -> tuple[
         held |= np.isin(pieces, taken)
         if count >= budget:
             break
-    if held.sum() < MIN_HELD_OUT:
+    if count < MIN_HELD_OUT:
         raise SystemExit(f"error: no pieces of the missing region fit in {fraction:.0%} of the known pixels")
     h = torch.from_numpy(held.astype(np.float32))[None, None].to(mask.device)
     return mask * (1 - h), h

@@ -32,8 +32,8 @@ def main() -> None:
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--device", default="auto")
     a = p.parse_args()
-    if a.iterations < 1 or a.every < 1:
-        raise SystemExit("error: --iterations and --every must be positive")
+    if a.iterations < 1 or a.every < 1 or (a.crop is not None and a.crop < 1):
+        raise SystemExit("error: --iterations, --every and --crop must be positive")
     a.noisy = a.gt = None
     task, y, gt, op, metric, label = problem(a)
     inpaint = task == "inpaint"

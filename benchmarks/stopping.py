@@ -303,6 +303,8 @@ def main() -> None:
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
+    if args.crop is not None and args.crop < 0:
+        raise SystemExit("error: --crop must be positive (0: no crop)")
     if args.masks:
         if args.replay:
             raise SystemExit("error: --masks and --replay are two separate uses; give one")
