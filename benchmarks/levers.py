@@ -108,6 +108,9 @@ LEVERS = {
         "lr-decay": ({}, dict(lr_decay_to=0.1)),
         "no-ema": ({}, dict(ema=0.0)),
         "ema0.95": ({}, dict(ema=0.95)),
+        "ema0.995": ({}, dict(ema=0.995)),
+        # 8 skip channels at every level instead of 4 (the wider top's skip, without its 32 channels)
+        "skip8": (dict(channels_skip=8), {}),
         "sigma-p0": ({}, dict(reg_noise_std=0.0)),
         "sigma-p0.01": ({}, dict(reg_noise_std=0.01)),
         "sigma-p0.06": ({}, dict(reg_noise_std=0.06)),
