@@ -12,9 +12,10 @@ Each lever is a named change to the task's default preset (network, fitting sett
 (``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
 inpainting with a preset that holds pixels out, restore()'s held-out stop and the stretch on every
 known pixel after it, whose iterations count in "iterations run" but not in the columns; the lever
-held-out-5 (and -2, and held-out-holes-5, which holds out pieces shaped like the missing region), which
-holds the pixels out itself, keeps the windowed variance; with --progress, held-out-holes-5 also prints
-the error on its held-out pixels).
+held-out-5 (and -2; held-out-holes-5, which holds out pieces shaped like the missing region; and
+held-out-far-5, which holds out pixels 3 or more pixels from any missing one), which holds the pixels
+out itself, keeps the windowed variance; with --progress, held-out-holes-5 and held-out-far-5 also
+print the error on their held-out pixels).
 Prints a markdown table: s/it, quality after 100/200/... iterations (RGB PSNR; Y PSNR with 4
 pixels shaved for super-resolution), the oracle peak and the time to reach --target (ground
 truth is only measured, it never drives the fit).
@@ -128,6 +129,8 @@ LEVERS = {
         "held-out-2": ({}, {}),          # the same with 2% held out
         # 5% held out in pieces of the missing region moved elsewhere (shaped like the holes; see holes_like_missing)
         "held-out-holes-5": ({}, {}),
+        # 5% held out at random among the known pixels 3 or more pixels from any missing one (see far_from_missing)
+        "held-out-far-5": ({}, {}),
         "fill-input-keep": ({}, dict(input_kind="observation")),
         # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
@@ -231,9 +234,10 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "inpaint":
             raise SystemExit(f"error: lever {name} is for inpainting cases")
         fraction = int(name.split("-")[-1]) / 100
-        if name.startswith("held-out-holes-"):      # drawn with the run's seed
+        if name.startswith(("held-out-holes-", "held-out-far-")):      # drawn with the run's seed
             known = float(operator.mask.sum())
-            fitted, held = holes_like_missing(operator.mask, fraction, seed)
+            draw = holes_like_missing if name.startswith("held-out-holes-") else far_from_missing
+            fitted, held = draw(operator.mask, fraction, seed)
             operator, watch = Mask(fitted), HeldOutError(y, held)
             print(f"{name}: {watch.count} pixels held out, {watch.count / known:.1%} of the known ones", file=sys.stderr)
         else:
@@ -269,6 +273,25 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         r = _after_held_out_stop(r, rule, preset.held_out, *whole, net, preset.fit, callback=record)
     stop = (r.stopped_at, metric(r.image, gt), r.iterations_run) if auto else None
     return _series(seen, ran), (time.perf_counter() - t0) / r.iterations_run, stop
+
+
+def far_from_missing(mask: torch.Tensor, fraction: float, seed: int, distance: float = 3.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fitted, held out): ``fraction`` of the known pixels of a (1, 1, H, W) ``mask`` held out, drawn at
+    random among those at least ``distance`` pixels from the nearest missing one, so that the border of
+    every hole stays fitted (masks with large holes; random masks have no such pixels)."""
+    known = mask[0, 0].cpu().numpy() > 0.5
+    far = np.flatnonzero(ndimage.distance_transform_edt(known) >= distance)
+    count = int(round(fraction * known.sum()))
+    if count < MIN_HELD_OUT:
+        raise SystemExit(f"error: {fraction:.0%} of the known pixels is {count}, fewer than {MIN_HELD_OUT}")
+    if far.size < count:
+        raise SystemExit(f"error: {far.size} known pixels lie {distance:g} or more pixels from a missing one, "
+                         f"fewer than {fraction:.0%} of the known pixels ({count})")
+    held = np.zeros(known.size, dtype=np.float32)
+    held[np.random.default_rng(seed).choice(far, count, replace=False)] = 1
+    h = torch.from_numpy(held.reshape(known.shape))[None, None].to(mask.device, mask.dtype)
+    return mask * (1 - h), h
 
 
 def holes_like_missing(mask: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
