@@ -288,10 +288,9 @@ def far_from_missing(mask: torch.Tensor, fraction: float, seed: int, distance: f
     if far.size < count:
         raise SystemExit(f"error: {far.size} known pixels lie {distance:g} or more pixels from a missing one, "
                          f"fewer than {fraction:.0%} of the known pixels ({count})")
-    held = np.zeros(known.size, dtype=np.float32)
-    held[np.random.default_rng(seed).choice(far, count, replace=False)] = 1
-    h = torch.from_numpy(held.reshape(known.shape))[None, None].to(mask.device, mask.dtype)
-    return mask * (1 - h), h
+    held = np.zeros(known.size, dtype=bool)
+    held[np.random.default_rng(seed).choice(far, count, replace=False)] = True
+    return _split(mask, held.reshape(known.shape))
 
 
 def holes_like_missing(mask: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,7 +318,12 @@ def holes_like_missing(mask: torch.Tensor, fraction: float, seed: int) -> tuple[
             break
     if count < MIN_HELD_OUT:
         raise SystemExit(f"error: no pieces of the missing region fit in {fraction:.0%} of the known pixels")
-    h = torch.from_numpy(held.astype(np.float32))[None, None].to(mask.device)
+    return _split(mask, held)
+
+
+def _split(mask: torch.Tensor, held: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fitted, held out) masks of ``mask`` (1, 1, H, W) and a boolean H x W array of pixels to hold out."""
+    h = torch.from_numpy(held.astype(np.float32))[None, None].to(mask.device, mask.dtype)
     return mask * (1 - h), h
 
 
