@@ -134,6 +134,9 @@ LEVERS = {
         "fill-input-keep": ({}, dict(input_kind="observation")),
         # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
+        # super-resolution: the preset's perturbation (0.03) until step 800, then a smaller one (same z and draws)
+        "sigma-p-0.01-from800": ({}, {}),
+        "sigma-p-0-from800": ({}, {}),
         # super-resolution: the model's downsampling kernel, Lanczos with support 3 or 2 (the paper's)
         "lanczos3": ({}, {}),
         "lanczos2": ({}, {}),
@@ -169,8 +172,18 @@ def perturbation_schedule(net, name: str, cfg, size, seed: int) -> torch.Tensor:
     """The z that ``fit`` would draw for ``net``; a hook on ``net`` rescales the perturbation of z per step.
 
     ``sigma-p-rampN``: the perturbation times min(1, t / N) at the t-th training pass.
+    ``sigma-p-V-fromN``: the preset's perturbation until the N-th training pass, then one of std V.
     """
-    n = int(re.fullmatch(r"sigma-p-ramp(\d+)", name)[1])
+    ramp = re.fullmatch(r"sigma-p-ramp(\d+)", name)
+    drop = re.fullmatch(r"sigma-p-([\d.]+)-from(\d+)", name)
+    if ramp:
+        n = int(ramp[1])
+        scale = lambda t: min(1.0, t / n)                                                   # noqa: E731
+    elif drop and cfg.reg_noise_std > 0:
+        v, n = float(drop[1]) / cfg.reg_noise_std, int(drop[2])
+        scale = lambda t: 1.0 if t < n else v                                               # noqa: E731
+    else:
+        raise ValueError(f"no perturbation schedule {name!r} (for a preset with a perturbation)")
     ph, pw = padded_size(*size, net.multiple)
     z = make_latent(cfg.input_kind, net.in_channels, net.latent_size(ph, pw), scale=cfg.input_scale,
                     generator=torch.Generator().manual_seed(seed))
@@ -181,7 +194,7 @@ def perturbation_schedule(net, name: str, cfg, size, seed: int) -> torch.Tensor:
             return None
         t, step[0] = step[0], step[0] + 1
         zz = z.to(inputs[0])
-        return (zz + min(1.0, t / n) * (inputs[0] - zz),)
+        return (zz + scale(t) * (inputs[0] - zz),)
     net.register_forward_pre_hook(rescale)
     return z
 
@@ -247,7 +260,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "super-resolve":
             raise SystemExit(f"error: lever {name} is for super-resolution cases")
         operator = Downsample(operator.factor, name)
-    if name.startswith("sigma-p-ramp"):
+    if name.startswith("sigma-p-ramp") or re.fullmatch(r"sigma-p-[\d.]+-from\d+", name):
         latent = perturbation_schedule(net, name, preset.fit, gt.shape[-2:], seed)
     if name.startswith("upsampled-input"):
         if task != "super-resolve":

@@ -1,0 +1,120 @@
+"""Helpers of the benchmark scripts (benchmarks/levers.py): the held-out draws, the inpainting fill,
+the perturbation schedules and the per-iteration series that the docs' lever tables are made of."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+levers = pytest.importorskip("levers")
+
+from neuralprior import FitConfig  # noqa: E402
+from neuralprior.networks import SkipNet  # noqa: E402
+
+
+def holes_mask(size: int = 64) -> torch.Tensor:
+    """A (1, 1, size, size) mask with three rectangular holes (0) in known pixels (1)."""
+    m = torch.ones(1, 1, size, size)
+    m[..., 5:15, 5:25] = 0
+    m[..., 30:40, 40:44] = 0
+    m[..., 50:60, 10:30] = 0
+    return m
+
+
+def check_split(mask, fitted, held):
+    """The two masks partition the known pixels of ``mask``: disjoint, both 0/1, their sum ``mask``."""
+    assert set(fitted.unique().tolist()) <= {0.0, 1.0} and set(held.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(fitted + held, mask)
+    assert float((fitted * held).sum()) == 0
+
+
+def test_split_takes_held_pixels_out_of_the_mask():
+    mask = holes_mask(16)
+    held = np.zeros((16, 16), dtype=bool)
+    held[0, :4] = True
+    held[15, 15] = True
+    fitted, h = levers._split(mask, held)
+    check_split(mask, fitted, h)
+    assert h.shape == mask.shape and float(h.sum()) == 5
+
+
+def test_far_from_missing_holds_out_the_fraction_away_from_the_holes():
+    mask = holes_mask()
+    fitted, held = levers.far_from_missing(mask, 0.05, seed=3)
+    check_split(mask, fitted, held)
+    known = mask[0, 0].numpy() > 0.5
+    assert float(held.sum()) == round(0.05 * known.sum())
+    distance = ndimage.distance_transform_edt(known)
+    assert distance[held[0, 0].numpy() > 0.5].min() >= 3
+    # the same seed draws the same pixels; another seed others
+    assert torch.equal(levers.far_from_missing(mask, 0.05, seed=3)[1], held)
+    assert not torch.equal(levers.far_from_missing(mask, 0.05, seed=4)[1], held)
+
+
+def test_far_from_missing_refuses_when_too_few_pixels_are_far():
+    mask = torch.ones(1, 1, 64, 64)
+    mask[..., ::4, :] = 0                       # every known pixel is within 2 of a missing row
+    with pytest.raises(SystemExit, match="or more pixels from a missing one"):
+        levers.far_from_missing(mask, 0.05, seed=0)
+
+
+def test_holes_like_missing_holds_out_whole_pieces_near_the_fraction():
+    mask = holes_mask()
+    fitted, held = levers.holes_like_missing(mask, 0.1, seed=1)
+    check_split(mask, fitted, held)
+    budget = 0.1 * float(mask.sum())
+    assert budget <= float(held.sum()) <= 1.2 * budget
+    # held out in pieces (parts of the shifted holes), not pixel by pixel
+    pieces, n = ndimage.label(held[0, 0].numpy() > 0.5)
+    assert float(held.sum()) / n >= 20
+    assert torch.equal(levers.holes_like_missing(mask, 0.1, seed=1)[1], held)
+
+
+def test_fill_input_predicts_every_pixel_from_its_known_neighbours():
+    y = torch.full((1, 3, 32, 32), 0.4)
+    y[:, 1] = 0.7
+    mask = (torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(1)) > 0.5).float()   # 50% missing
+    filled = levers.fill_input(y * mask, mask)
+    assert torch.allclose(filled, y, atol=1e-5)          # a constant image is filled with itself
+    noisy = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    kept = levers.fill_input(noisy * mask, mask, keep=True)
+    assert torch.equal(kept[mask.bool()], noisy[mask.bool()])
+    plain = levers.fill_input(noisy * mask, mask)
+    assert not torch.allclose(plain[mask.bool()], noisy[mask.bool()])   # the pixel itself is left out
+
+
+def seen_inputs(name: str, steps: int, *, sigma_p: float = 0.03):
+    """What a network wrapped by ``perturbation_schedule(name)`` sees, relative to z, at each training pass
+    given inputs z + d (d of ones times sigma_p): the factor on d per pass."""
+    torch.manual_seed(0)
+    net = SkipNet(in_channels=4, out_channels=1, channels_down=[4, 4], channels_up=[4, 4], channels_skip=2)
+    cfg = FitConfig(reg_noise_std=sigma_p)
+    z = levers.perturbation_schedule(net, name, cfg, (16, 16), seed=0)
+    seen = []
+    net.register_forward_pre_hook(lambda m, i: seen.append(i[0].clone()))
+    net.train()
+    d = torch.ones_like(z) * sigma_p
+    for _ in range(steps):
+        net(z + d)
+    net.eval()
+    net(z + d)                                  # not a training pass: left as it is
+    return [float(((s - z) / d).mean()) for s in seen]
+
+
+def test_perturbation_ramp_and_drop_scale_the_perturbation_per_training_pass():
+    assert seen_inputs("sigma-p-ramp4", 6) == pytest.approx([0, 0.25, 0.5, 0.75, 1, 1, 1], abs=1e-5)
+    assert seen_inputs("sigma-p-0.01-from3", 5) == pytest.approx([1, 1, 1, 1 / 3, 1 / 3, 1], abs=1e-5)
+    assert seen_inputs("sigma-p-0-from2", 4) == pytest.approx([1, 1, 0, 0, 1], abs=1e-5)
+    with pytest.raises(ValueError, match="no perturbation schedule"):
+        seen_inputs("sigma-p-0-from2", 1, sigma_p=0.0)
+
+
+def test_series_keeps_the_last_quality_over_rolled_back_iterations():
+    assert levers._series({0: 10.0, 1: 11.0, 3: 12.0}, 5) == [10.0, 11.0, 11.0, 12.0, 12.0]
+    assert np.isnan(levers._series({1: 5.0}, 2)[0])
