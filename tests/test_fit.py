@@ -227,6 +227,32 @@ def test_guard_restores_weights_and_halves_lr(astronaut_crop, guard_jump_case):
     assert all(math.isfinite(v) for i, v in enumerate(loss) if i != bad)
 
 
+class ScaledFrom:
+    """Identity until its ``call``-th call, then times ``factor`` for good: the loss level changes for a
+    reason other than the weights (as a perturbation made stronger, or an operator swapped, would)."""
+
+    def __init__(self, call: int, factor: float):
+        self.calls, self.call, self.factor = 0, call, factor
+
+    def __call__(self, x):
+        self.calls += 1
+        return x * self.factor if self.calls - 1 >= self.call else x
+
+
+def test_guard_takes_a_lasting_change_of_the_loss_as_its_new_level(astronaut_crop):
+    """A jump measured again at the restored weights is not a divergence: one rollback, then the fit goes on
+    at the full lr and fits the changed problem (the guard used to halve lr at every step from then on)."""
+    op = ScaledFrom(20, 3.0)
+    states: list[FitState] = []
+    r = quick(astronaut_crop, op, num_iter=60, callback=states.append, config=FitConfig(num_iter=60, lr=0.01))
+    loss = r.history["loss"]
+    assert loss[20] > 10 * loss[19] and loss[21] > 10 * loss[19]     # the jump, then the same at the old weights
+    lrs = {s.iteration: s.lr for s in states}
+    assert 20 not in lrs and set(range(21, 60)) <= set(lrs)        # one step rejected, every later one taken
+    assert lrs[22] == pytest.approx(0.01) and lrs[59] == pytest.approx(0.01)
+    assert loss[59] < 0.2 * loss[21]                               # it fits the changed problem
+
+
 def test_repeated_nan_keeps_halving_lr(astronaut_crop):
     calls = {"n": 0}
 

@@ -37,6 +37,7 @@ class FitConfig:
     tv_weight: float = 0.0          # weight of the total-variation regulariser R(x) (mean |gradient|, edge-preserving)
     tikhonov_weight: float = 0.0    # weight of the Tikhonov smoothness regulariser R(x) (mean squared gradient)
     guard: bool = True              # divergence guard: on NaN or a loss jump, restore weights and halve lr
+                                    # (a jump again at the restored weights: the loss changed; taken as its new level)
     guard_jump: float = 3.0         # a loss above guard_jump x its running average counts as a jump
     precision: str = "float32"      # "float32", "bfloat16" (autocast) or "auto" (bfloat16 where fast)
     channels_last: bool | str = False   # memory format of activations: faster with bfloat16 on a CPU, slower in

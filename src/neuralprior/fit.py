@@ -219,6 +219,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, **fused)
     last_good = [p.detach().clone() for p in params] if cfg.guard else []
     lr_scale, loss_avg = 1.0, None
+    restored = False                # the weights are the last good ones, put back by the guard at the last step
     estimate = best = None
     best_it, reason, interrupted = -1, "", False
     history: dict[str, list] = {"loss": []}
@@ -323,17 +324,23 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             fit_value = float(fit_term.detach()) if sure else loss_value   # SURE's estimate is noisy, may be < 0
 
             # divergence guard: on NaN or a sudden jump, go back to the last good weights, halve lr (no step)
-            if cfg.guard and (not math.isfinite(loss_value) or
-                              (loss_avg is not None and it > 10 and fit_value > cfg.guard_jump * loss_avg)):
+            jump = loss_avg is not None and it > 10 and fit_value > cfg.guard_jump * loss_avg
+            if cfg.guard and jump and restored and math.isfinite(loss_value):
+                # the last good weights themselves measure this high: the loss changed (a perturbation or an
+                # operator that changed), not the weights. Take it as the new level, undo the halving, go on.
+                jump, loss_avg, lr_scale = False, None, lr_scale * 2
+            if cfg.guard and (not math.isfinite(loss_value) or jump):
                 with torch.no_grad():
                     torch._foreach_copy_(params, last_good)
                 optimizer.state.clear()
                 lr_scale *= 0.5
+                restored = math.isfinite(loss_value)
                 history["loss"].append(loss_value)
                 if x_true is not None:
                     history["psnr"].append(history["psnr"][-1] if history["psnr"] else float("nan"))
                     history["psnr_raw"].append(history["psnr_raw"][-1] if history["psnr_raw"] else float("nan"))
                 continue
+            restored = False
             if cfg.guard:
                 with torch.no_grad():
                     torch._foreach_copy_(last_good, [p.detach() for p in params])
