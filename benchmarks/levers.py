@@ -137,6 +137,7 @@ LEVERS = {
         # super-resolution: the preset's perturbation (0.03) until step 800, then a smaller one (same z and draws)
         "sigma-p-0.01-from800": ({}, {}),
         "sigma-p-0-from800": ({}, {}),
+        "sigma-p-0.06-from800": ({}, {}),
         # super-resolution: the model's downsampling kernel, Lanczos with support 3 or 2 (the paper's)
         "lanczos3": ({}, {}),
         "lanczos2": ({}, {}),
