@@ -134,7 +134,7 @@ LEVERS = {
         "fill-input-keep": ({}, dict(input_kind="observation")),
         # the perturbation of z scaled by min(1, t / 600) at step t (same z)
         "sigma-p-ramp600": ({}, {}),
-        # super-resolution: the preset's perturbation (0.03) until step 800, then a smaller one (same z and draws)
+        # super-resolution: the preset's perturbation (0.03) until step 800, then one of another std (same z and draws)
         "sigma-p-0.01-from800": ({}, {}),
         "sigma-p-0-from800": ({}, {}),
         "sigma-p-0.06-from800": ({}, {}),

@@ -328,7 +328,9 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             if cfg.guard and jump and restored and math.isfinite(loss_value):
                 # the last good weights themselves measure this high: the loss changed (a perturbation or an
                 # operator that changed), not the weights. Take it as the new level, undo the halving, go on.
-                jump, loss_avg, lr_scale = False, None, lr_scale * 2
+                jump, loss_avg, lr_scale, lr = False, None, lr_scale * 2, lr * 2
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
             if cfg.guard and (not math.isfinite(loss_value) or jump):
                 with torch.no_grad():
                     torch._foreach_copy_(params, last_good)
