@@ -118,3 +118,44 @@ def test_perturbation_ramp_and_drop_scale_the_perturbation_per_training_pass():
 def test_series_keeps_the_last_quality_over_rolled_back_iterations():
     assert levers._series({0: 10.0, 1: 11.0, 3: 12.0}, 5) == [10.0, 11.0, 11.0, 12.0, 12.0]
     assert np.isnan(levers._series({1: 5.0}, 2)[0])
+
+
+# --- benchmarks/stopping.py: the cases and the replay of a saved series -------------------------
+
+bench_stopping = pytest.importorskip("stopping")
+
+
+def test_synthetic_cases_are_drawn_reproducibly_at_their_noise_level(tmp_path):
+    made = list(bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)))   # no data folder: synthetic only
+    assert [(c[0], c[1]) for c in made] == [("synthetic-astronaut-s25", "denoise"),
+                                            ("synthetic-inpaint-astronaut-s25", "inpaint")]
+    (_, _, noisy, clean, kw, _), (_, _, masked, clean2, kw2, _) = made
+    assert kw == {} and torch.equal(clean, clean2) and noisy.shape == clean.shape == (1, 3, 512, 512)
+    assert torch.equal(torch.round(noisy * 255), noisy * 255)                # 8-bit values
+    rms = float((noisy - clean).pow(2).mean().sqrt()) * 255
+    assert 20 < rms < 25.5                                                   # sigma 25, less where clipped
+    mask = kw2["mask"]
+    assert 0.48 < float(mask.mean()) < 0.52 and float((masked * (1 - mask)).abs().max()) == 0
+    again = list(bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)))
+    assert torch.equal(again[0][2], noisy) and torch.equal(again[1][4]["mask"], mask)
+
+
+def test_drawn_sigma_and_crop_case():
+    assert bench_stopping.drawn_sigma("synthetic-coffee-s50") == 50
+    assert bench_stopping.drawn_sigma("denoise-F16") == 25
+    assert bench_stopping.drawn_sigma("synthetic-inpaint-coffee-s25") is None
+    assert bench_stopping.drawn_sigma("sr4-bird") is None
+    y, mask = torch.rand(1, 3, 40, 60), (torch.rand(1, 1, 40, 60) > 0.5).float()
+    name, task, yc, gtc, kw, _ = bench_stopping.crop_case(("inpaint-x", "inpaint", y, y, {"mask": mask}, None), 32)
+    assert name == "inpaint-x (crop 32)" and yc.shape[-2:] == gtc.shape[-2:] == kw["mask"].shape[-2:] == (32, 32)
+    assert torch.equal(yc, y[..., 4:36, 14:46]) and torch.equal(kw["mask"], mask[..., 4:36, 14:46])
+    sr = ("sr4-x", "super-resolve", y, y, {"factor": 4}, None)
+    assert bench_stopping.crop_case(sr, 32) is sr and bench_stopping.crop_case(sr, 0) is sr
+
+
+def test_replay_of_a_held_out_series_stops_after_the_patience():
+    its = list(range(40))
+    series = {"iterations": its, "scores": [float(i) for i in its], "rule": {"kind": "held-out"},
+              "errors": [(i, abs(i - 10) + 1.0) for i in its]}                # lowest error at iteration 10
+    assert bench_stopping.replay(series, patience=5, min_iterations=0, tolerance=0, level=None) == (15, 10, 10.0)
+    assert bench_stopping.replay(series, patience=50, min_iterations=0, tolerance=0, level=None) == (39, 10, 10.0)
