@@ -169,14 +169,16 @@ def levers(task: str) -> dict:
     return LEVERS["denoise" if task == "denoise" else "other"]
 
 
+RAMP, DROP = r"sigma-p-ramp(\d+)", r"sigma-p-([\d.]+)-from(\d+)"      # the perturbation schedules' lever names
+
+
 def perturbation_schedule(net, name: str, cfg, size, seed: int) -> torch.Tensor:
     """The z that ``fit`` would draw for ``net``; a hook on ``net`` rescales the perturbation of z per step.
 
     ``sigma-p-rampN``: the perturbation times min(1, t / N) at the t-th training pass.
     ``sigma-p-V-fromN``: the preset's perturbation until the N-th training pass, then one of std V.
     """
-    ramp = re.fullmatch(r"sigma-p-ramp(\d+)", name)
-    drop = re.fullmatch(r"sigma-p-([\d.]+)-from(\d+)", name)
+    ramp, drop = re.fullmatch(RAMP, name), re.fullmatch(DROP, name)
     if ramp:
         n = int(ramp[1])
         scale = lambda t: min(1.0, t / n)                                                   # noqa: E731
@@ -261,7 +263,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
         if task != "super-resolve":
             raise SystemExit(f"error: lever {name} is for super-resolution cases")
         operator = Downsample(operator.factor, name)
-    if name.startswith("sigma-p-ramp") or re.fullmatch(r"sigma-p-[\d.]+-from\d+", name):
+    if re.fullmatch(RAMP, name) or re.fullmatch(DROP, name):
         latent = perturbation_schedule(net, name, preset.fit, gt.shape[-2:], seed)
     if name.startswith("upsampled-input"):
         if task != "super-resolve":
