@@ -112,6 +112,10 @@ LEVERS = {
         "ema0.995": ({}, dict(ema=0.995)),
         # 8 skip channels at every level instead of 4 (the wider top's skip, without its 32 channels)
         "skip8": (dict(channels_skip=8), {}),
+        # cheaper at full resolution, where the super-resolution step spends most (the 36-to-16 3x3 convolution):
+        # 8 channels there, or its 3x3 convolutions depthwise-separable
+        "top8": (dict(channels_down=[8, 32, 64, 128, 128], channels_up=[8, 32, 64, 128, 128]), {}),
+        "separable-top": (dict(separable=[True, False, False, False, False]), {}),
         "sigma-p0": ({}, dict(reg_noise_std=0.0)),
         "sigma-p0.01": ({}, dict(reg_noise_std=0.01)),
         "sigma-p0.06": ({}, dict(reg_noise_std=0.06)),

@@ -19,12 +19,14 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), text inpainting (kate, the examples'
 text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4), and
 synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
-and noisy inpainting on the same images (sigma 25, half the pixels missing at random).
+noisy inpainting on the same images (sigma 25, half the pixels missing at random), and JPEG artefacts
+on them (quality 10, ``--jpeg-qualities``; the paper's JPEG example has no ground truth).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import re
 import sys
@@ -45,7 +47,7 @@ from neuralprior.operators import Mask
 from neuralprior.stopping import HeldOutError, WindowedVariance
 from neuralprior.tasks import _hold_out          # how restore() holds pixels out for the inpainting stop
 
-PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000}
+PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000, "jpeg": 2400}
 PAPER_TEXT_ITERS = 6001        # the paper's text inpainting (kate): 6001 iterations, not restoration's 11000
 PAPER_HOLES_ITERS = 3001       # the paper's large-hole inpainting (library, its figure 8): 3001 iterations
 
@@ -55,9 +57,11 @@ def _tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(a[..., None] if a.ndim == 2 else a).permute(2, 0, 1)[None].contiguous()
 
 
-def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee")):
+def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_qualities=(10,)):
     """(name, task, observation, ground truth, kwargs, metric); ``sigmas``: the synthetic noise levels,
-    ``images``: the scikit-image images (``skimage.data`` names) they are added to."""
+    ``images``: the scikit-image images (``skimage.data`` names) they are added to; ``jpeg_qualities``:
+    the JPEG qualities (Pillow's 1 to 95 scale, its default 4:2:0 chroma subsampling) of the synthetic
+    JPEG cases on the same images."""
     if (data / "denoise-sigma25").is_dir():
         for n in ("F16", "kodim03", "peppers"):
             y, _ = npr.load_image(data / "denoise-sigma25" / f"{n}_noisy.png")
@@ -98,6 +102,12 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee")):
         mask = (torch.rand(1, 1, *clean.shape[-2:], generator=g) > 0.5).float()
         noisy = torch.round((clean + 25 / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
         yield f"synthetic-inpaint-{img_name}-s25", "inpaint", noisy * mask, clean, {"mask": mask}, psnr
+    for img_name in images:         # JPEG artefacts: the image compressed, decoded, and restored (F = identity)
+        clean = Image.fromarray(getattr(skd, img_name)()).convert("RGB")
+        for q in jpeg_qualities:
+            buf = io.BytesIO()
+            clean.save(buf, "JPEG", quality=q)
+            yield f"jpeg-{img_name}-q{q}", "jpeg", _tensor(Image.open(buf)), _tensor(clean), {}, psnr
 
 
 def drawn_sigma(case: str) -> int | None:
@@ -108,9 +118,9 @@ def drawn_sigma(case: str) -> int | None:
 
 
 def crop_case(case, size: int | None):
-    """A denoising or inpainting case cut to its centred ``size`` x ``size`` square (mask included)."""
+    """A denoising, inpainting or JPEG case cut to its centred ``size`` x ``size`` square (mask included)."""
     name, task, y, gt, kw, metric = case
-    if not size or task not in ("denoise", "inpaint"):
+    if not size or task not in ("denoise", "inpaint", "jpeg"):
         return case
     ch, cw = min(size, y.shape[-2]), min(size, y.shape[-1])
     if "mask" in kw:
@@ -285,13 +295,15 @@ def main() -> None:
     p.add_argument("--preset", default="default")
     p.add_argument("--device", default="auto")
     p.add_argument("--only", nargs="*", help="case names (prefixes) to run, in this order")
-    p.add_argument("--crop", type=int, help="denoising and inpainting cases: centred square crop of this side "
+    p.add_argument("--crop", type=int, help="denoising, inpainting and JPEG cases: centred square crop of this side "
                                             "(faster runs)")
     p.add_argument("--out", default="stopping-results")
     p.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50],
                    help="noise levels of the synthetic cases, in 8-bit grey levels (default: %(default)s)")
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee"],
                    help="scikit-image images (skimage.data names) of the synthetic cases (default: %(default)s)")
+    p.add_argument("--jpeg-qualities", type=int, nargs="+", default=[10],
+                   help="JPEG qualities (1 to 95) of the synthetic JPEG cases (default: %(default)s)")
     p.add_argument("--replay", metavar="DIR", help="no fitting: replay the saved series in DIR (an --out/series "
                                                    "folder) with other rule settings, given below")
     p.add_argument("--patience", type=int)
@@ -325,7 +337,9 @@ def main() -> None:
     md.write_text(f"Machine: {machine}. Preset: {args.preset}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it "
                   "| s to stop | before the stretch |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-    todo = list(cases(Path(args.data), args.sigmas, args.images))
+    if not all(1 <= q <= 95 for q in args.jpeg_qualities):
+        raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
+    todo = list(cases(Path(args.data), args.sigmas, args.images, args.jpeg_qualities))
     if args.only:           # the cases named, in the order named
         todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
     for name, task, y, gt, kw, metric in (crop_case(c, args.crop) for c in todo):

@@ -128,8 +128,9 @@ bench_stopping = pytest.importorskip("stopping")
 def test_synthetic_cases_are_drawn_reproducibly_at_their_noise_level(tmp_path):
     made = list(bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)))   # no data folder: synthetic only
     assert [(c[0], c[1]) for c in made] == [("synthetic-astronaut-s25", "denoise"),
-                                            ("synthetic-inpaint-astronaut-s25", "inpaint")]
-    (_, _, noisy, clean, kw, _), (_, _, masked, clean2, kw2, _) = made
+                                            ("synthetic-inpaint-astronaut-s25", "inpaint"),
+                                            ("jpeg-astronaut-q10", "jpeg")]
+    (_, _, noisy, clean, kw, _), (_, _, masked, clean2, kw2, _), (_, _, jpeg, clean3, kw3, _) = made
     assert kw == {} and torch.equal(clean, clean2) and noisy.shape == clean.shape == (1, 3, 512, 512)
     assert torch.equal(torch.round(noisy * 255), noisy * 255)                # 8-bit values
     rms = float((noisy - clean).pow(2).mean().sqrt()) * 255
@@ -138,6 +139,13 @@ def test_synthetic_cases_are_drawn_reproducibly_at_their_noise_level(tmp_path):
     assert 0.48 < float(mask.mean()) < 0.52 and float((masked * (1 - mask)).abs().max()) == 0
     again = list(bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)))
     assert torch.equal(again[0][2], noisy) and torch.equal(again[1][4]["mask"], mask)
+    # JPEG at quality 10: 8-bit, the same image, visibly degraded but not destroyed
+    assert kw3 == {} and torch.equal(clean3, clean) and jpeg.shape == clean.shape
+    assert torch.equal(torch.round(jpeg * 255), jpeg * 255) and torch.equal(again[2][2], jpeg)
+    assert 22 < float(bench_stopping.psnr(jpeg, clean)) < 32
+    better = [c for c in bench_stopping.cases(tmp_path, sigmas=(), images=("astronaut",), jpeg_qualities=(50,))
+              if c[1] == "jpeg"][0]
+    assert better[0] == "jpeg-astronaut-q50" and bench_stopping.psnr(better[2], clean) > bench_stopping.psnr(jpeg, clean) + 3
 
 
 def test_drawn_sigma_and_crop_case():
@@ -159,3 +167,61 @@ def test_replay_of_a_held_out_series_stops_after_the_patience():
               "errors": [(i, abs(i - 10) + 1.0) for i in its]}                # lowest error at iteration 10
     assert bench_stopping.replay(series, patience=5, min_iterations=0, tolerance=0, level=None) == (15, 10, 10.0)
     assert bench_stopping.replay(series, patience=50, min_iterations=0, tolerance=0, level=None) == (39, 10, 10.0)
+
+
+# --- benchmarks/residual.py and benchmarks/stretch.py: their tables, on synthetic cases -----------
+
+bench_residual = pytest.importorskip("residual")
+bench_stretch = pytest.importorskip("stretch")
+
+
+def run_main(module, monkeypatch, capsys, *args) -> list[str]:
+    """The lines ``module.main()`` prints for the command-line ``args``."""
+    monkeypatch.setattr(sys, "argv", [module.__name__, *args])
+    module.main()
+    return capsys.readouterr().out.splitlines()
+
+
+def table_rows(lines: list[str]) -> list[list[str]]:
+    """The cells of a markdown table's body rows (header and rule left out)."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
+    return [r for r in rows[1:] if not set(r[0]) <= set("-")]
+
+
+def test_residual_prints_quality_and_residual_and_finds_the_best(monkeypatch, capsys, tmp_path):
+    lines = run_main(bench_residual, monkeypatch, capsys, "--case", "synthetic-astronaut-s25", "--data", str(tmp_path),
+                     "--crop", "32", "--iterations", "6", "--every", "1")
+    rows = table_rows(lines)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    quality = [float(r[1]) for r in rows]
+    residual, raw = [float(r[2]) for r in rows], [float(r[3]) for r in rows]
+    assert all(5 < q < 60 for q in quality)
+    # 25 grey levels of noise: the estimate cannot be near the noisy image within six iterations
+    assert all(0 < r < 255 for r in residual + raw) and max(residual) > 5
+    best = max(range(6), key=quality.__getitem__)
+    near = next(i for i, q in enumerate(quality) if q >= quality[best] - 0.5)
+    assert lines[-1] == (f"best: {quality[best]:.2f} at iteration {best + 1}; "
+                         f"within 0.5 dB of it from iteration {near + 1}")
+
+
+def test_residual_refuses_bad_arguments(monkeypatch, capsys, tmp_path):
+    with pytest.raises(SystemExit, match="must be positive"):
+        run_main(bench_residual, monkeypatch, capsys, "--case", "synthetic-astronaut-s25", "--every", "0")
+    with pytest.raises(SystemExit, match="no case 'denoise-nothing'"):
+        run_main(bench_residual, monkeypatch, capsys, "--case", "denoise-nothing", "--data", str(tmp_path))
+
+
+def test_stretch_compares_the_held_out_fit_with_every_known_pixel(monkeypatch, capsys, tmp_path):
+    # a 64x64 crop of the synthetic noisy inpainting case: about 2000 known pixels, 5% of them held out
+    lines = run_main(bench_stretch, monkeypatch, capsys, "--case", "synthetic-inpaint-astronaut-s25",
+                     "--data", str(tmp_path), "--crop", "64", "--iterations", "4", "--stretch", "2")
+    rows = table_rows(lines)
+    assert [int(r[0]) for r in rows] == [4, 6]                  # N and N + K
+    (_, full_n, held_n), (_, full_k, held_k) = [[float(c) for c in r] for r in rows]
+    assert all(5 < q < 60 for q in (full_n, held_n, full_k, held_k))
+    assert held_n != full_n          # the first fit did not see the held-out pixels; the same seed otherwise
+
+
+def test_stretch_refuses_a_case_that_is_not_inpainting(monkeypatch, capsys, tmp_path):
+    with pytest.raises(SystemExit, match="no inpainting case 'synthetic-astronaut-s25'"):
+        run_main(bench_stretch, monkeypatch, capsys, "--case", "synthetic-astronaut-s25", "--data", str(tmp_path))
