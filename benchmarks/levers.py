@@ -397,8 +397,10 @@ def problem(a):
     """(task, observation, ground truth, operator, metric, label) from the command line."""
     if a.case:
         synthetic = re.fullmatch(r"synthetic-(\w+)-s(\d+)", a.case)      # any skimage.data image, any sigma
+        jpeg = re.fullmatch(r"jpeg-(\w+)-q(\d+)", a.case)                  # any skimage.data image, any quality
         try:
             found = [c for c in (cases(Path(a.data), [int(synthetic[2])], [synthetic[1]]) if synthetic
+                                 else cases(Path(a.data), (), [jpeg[1]], [int(jpeg[2])]) if jpeg
                                  else cases(Path(a.data))) if c[0] == a.case]
         except Exception as e:      # an unknown image, or one scikit-image would have to download
             raise SystemExit(f"error: case {a.case!r}: {type(e).__name__}: {e}") from None

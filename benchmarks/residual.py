@@ -27,7 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", required=True, help="a case of benchmarks/stopping.py, read from --data")
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    p.add_argument("--crop", type=int, help="denoising and inpainting cases: centred square crop")
+    p.add_argument("--crop", type=int, help="denoising, inpainting and JPEG cases: centred square crop")
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--device", default="auto")

@@ -103,7 +103,7 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
         noisy = torch.round((clean + 25 / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
         yield f"synthetic-inpaint-{img_name}-s25", "inpaint", noisy * mask, clean, {"mask": mask}, psnr
     for img_name in images:         # JPEG artefacts: the image compressed, decoded, and restored (F = identity)
-        clean = Image.fromarray(getattr(skd, img_name)()).convert("RGB")
+        clean = Image.fromarray(getattr(skd, img_name)())
         for q in jpeg_qualities:
             buf = io.BytesIO()
             clean.save(buf, "JPEG", quality=q)
@@ -126,6 +126,11 @@ def crop_case(case, size: int | None):
     if "mask" in kw:
         kw = dict(kw, mask=crop_center(kw["mask"], ch, cw))
     return f"{name} (crop {size})", task, crop_center(y, ch, cw), crop_center(gt, ch, cw), kw, metric
+
+
+def overrides(args) -> dict:
+    """The preset's settings changed from the command line (``--sigma-p``)."""
+    return {} if getattr(args, "sigma_p", None) is None else {"reg_noise_std": args.sigma_p}
 
 
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
@@ -157,7 +162,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                   f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
     r = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
-                    callback=observe, **kwargs)
+                    callback=observe, **kwargs, **overrides(args))
     per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
     peak = int(np.argmax(scores))
     stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
@@ -197,7 +202,8 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
             print(f"  {name} {state.iteration + 1}: {scores[-1]:.2f} {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr, flush=True)
 
-    auto = npr.restore(task, y, preset=args.preset, stop="auto", device=args.device, callback=observe, **kwargs)
+    auto = npr.restore(task, y, preset=args.preset, stop="auto", device=args.device, callback=observe, **kwargs,
+                       **overrides(args))
     held = auto.config["held_out"]
     ran = auto.iterations_run - held["stretch"]       # the held-out fit's iterations; the stretch's may follow
     fixed: list[float] = []
@@ -207,7 +213,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
         fixed.append(metric(state.estimate.cpu(), gt))
         fixed_its.append(state.iteration)
     long = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
-                       callback=watch_fixed, **kwargs)
+                       callback=watch_fixed, **kwargs, **overrides(args))
     peak = int(np.argmax(fixed))
     quality = metric(auto.image, gt)
     before = dict(zip(iterations, scores))[held["best_iteration"]]
@@ -302,6 +308,8 @@ def main() -> None:
                    help="noise levels of the synthetic cases, in 8-bit grey levels (default: %(default)s)")
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee"],
                    help="scikit-image images (skimage.data names) of the synthetic cases (default: %(default)s)")
+    p.add_argument("--sigma-p", type=float, help="the preset's input perturbation sigma_p replaced by this one "
+                                                 "(0-1 scale; the rule is the preset's)")
     p.add_argument("--jpeg-qualities", type=int, nargs="+", default=[10],
                    help="JPEG qualities (1 to 95) of the synthetic JPEG cases (default: %(default)s)")
     p.add_argument("--replay", metavar="DIR", help="no fitting: replay the saved series in DIR (an --out/series "
@@ -317,6 +325,10 @@ def main() -> None:
     args = p.parse_args()
     if args.crop is not None and args.crop < 0:
         raise SystemExit("error: --crop must be positive (0: no crop)")
+    if not all(1 <= q <= 95 for q in args.jpeg_qualities):
+        raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
+    if args.sigma_p is not None and not args.sigma_p >= 0:
+        raise SystemExit("error: --sigma-p must be 0 or more")
     if args.masks:
         if args.replay:
             raise SystemExit("error: --masks and --replay are two separate uses; give one")
@@ -334,11 +346,10 @@ def main() -> None:
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     rows = []
     md = out / "stopping.md"
-    md.write_text(f"Machine: {machine}. Preset: {args.preset}. Fixed long run: {args.iterations} iterations.\n\n"
+    changed = "".join(f", {k} {v:g}" for k, v in overrides(args).items())
+    md.write_text(f"Machine: {machine}. Preset: {args.preset}{changed}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it "
                   "| s to stop | before the stretch |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-    if not all(1 <= q <= 95 for q in args.jpeg_qualities):
-        raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
     todo = list(cases(Path(args.data), args.sigmas, args.images, args.jpeg_qualities))
     if args.only:           # the cases named, in the order named
         todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())

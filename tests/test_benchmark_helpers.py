@@ -2,6 +2,7 @@
 the perturbation schedules and the per-iteration series that the docs' lever tables are made of."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -159,6 +160,27 @@ def test_drawn_sigma_and_crop_case():
     assert torch.equal(yc, y[..., 4:36, 14:46]) and torch.equal(kw["mask"], mask[..., 4:36, 14:46])
     sr = ("sr4-x", "super-resolve", y, y, {"factor": 4}, None)
     assert bench_stopping.crop_case(sr, 32) is sr and bench_stopping.crop_case(sr, 0) is sr
+    assert bench_stopping.drawn_sigma("jpeg-coffee-q10") is None
+    name, task, yc, _, kw, _ = bench_stopping.crop_case(("jpeg-x-q10", "jpeg", y, y, {}, None), 32)
+    assert (name, task, kw) == ("jpeg-x-q10 (crop 32)", "jpeg", {}) and torch.equal(yc, y[..., 4:36, 14:46])
+
+
+def test_stopping_refuses_bad_settings_before_writing_anything(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stopping.md").write_text("kept")
+    for bad, message in ((["--jpeg-qualities", "0"], "between 1 and 95"), (["--sigma-p", "-1"], "0 or more")):
+        with pytest.raises(SystemExit, match=message):
+            run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path), "--out", str(out), *bad)
+    assert (out / "stopping.md").read_text() == "kept"
+
+
+def test_levers_names_a_jpeg_case_of_any_image_and_quality(tmp_path):
+    from types import SimpleNamespace
+    a = SimpleNamespace(case="jpeg-camera-q30", data=str(tmp_path), crop=64, noisy=None, gt=None)
+    task, y, gt, op, metric, label = levers.problem(a)
+    assert (task, label, y.shape) == ("jpeg", "jpeg-camera-q30 (crop 64)", (1, 1, 64, 64))    # camera is greyscale
+    assert 28 < float(metric(y, gt)) < 45 and torch.equal(op(y), y)                            # F = identity
 
 
 def test_replay_of_a_held_out_series_stops_after_the_patience():
@@ -198,10 +220,11 @@ def test_residual_prints_quality_and_residual_and_finds_the_best(monkeypatch, ca
     assert all(5 < q < 60 for q in quality)
     # 25 grey levels of noise: the estimate cannot be near the noisy image within six iterations
     assert all(0 < r < 255 for r in residual + raw) and max(residual) > 5
-    best = max(range(6), key=quality.__getitem__)
-    near = next(i for i, q in enumerate(quality) if q >= quality[best] - 0.5)
-    assert lines[-1] == (f"best: {quality[best]:.2f} at iteration {best + 1}; "
-                         f"within 0.5 dB of it from iteration {near + 1}")
+    # the last line, checked against the printed (rounded) column: the best and the first within 0.5 dB of it
+    m = re.fullmatch(r"best: ([\d.]+) at iteration (\d+); within 0.5 dB of it from iteration (\d+)", lines[-1])
+    best, at, near = float(m[1]), int(m[2]), int(m[3])
+    assert best == max(quality) == quality[at - 1]
+    assert quality[near - 1] >= best - 0.5 - 0.01 and all(q < best - 0.5 + 0.01 for q in quality[:near - 1])
 
 
 def test_residual_refuses_bad_arguments(monkeypatch, capsys, tmp_path):
@@ -213,13 +236,22 @@ def test_residual_refuses_bad_arguments(monkeypatch, capsys, tmp_path):
 
 def test_stretch_compares_the_held_out_fit_with_every_known_pixel(monkeypatch, capsys, tmp_path):
     # a 64x64 crop of the synthetic noisy inpainting case: about 2000 known pixels, 5% of them held out
+    fits, fit = [], bench_stretch.npr.fit
+
+    def spy(y, op, **kw):           # how many known pixels each fit() call fits, for how long, resumed or not
+        fits.append((int(op.mask.sum()), kw["config"].num_iter, kw.get("resume") is not None))
+        return fit(y, op, **kw)
+    monkeypatch.setattr(bench_stretch.npr, "fit", spy)
     lines = run_main(bench_stretch, monkeypatch, capsys, "--case", "synthetic-inpaint-astronaut-s25",
                      "--data", str(tmp_path), "--crop", "64", "--iterations", "4", "--stretch", "2")
     rows = table_rows(lines)
     assert [int(r[0]) for r in rows] == [4, 6]                  # N and N + K
-    (_, full_n, held_n), (_, full_k, held_k) = [[float(c) for c in r] for r in rows]
-    assert all(5 < q < 60 for q in (full_n, held_n, full_k, held_k))
-    assert held_n != full_n          # the first fit did not see the held-out pixels; the same seed otherwise
+    assert all(5 < float(c) < 60 for r in rows for c in r[1:])
+    # the fits it made: held out (N iterations), then every known pixel from its checkpoint, then every
+    # known pixel from the start (N + K); the first saw 5% fewer known pixels
+    assert [(n, resumed) for _, n, resumed in fits] == [(4, False), (6, True), (6, False)]
+    known = [k for k, _, _ in fits]
+    assert known[1] == known[2] and 0.04 < 1 - known[0] / known[1] < 0.06
 
 
 def test_stretch_refuses_a_case_that_is_not_inpainting(monkeypatch, capsys, tmp_path):
