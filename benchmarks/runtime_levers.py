@@ -55,8 +55,9 @@ def pad_1x1(net: torch.nn.Module, mode: str) -> torch.nn.Module:
 
 
 def time_fit(task, y, gt, operator, threads, mode, fused, padded_1x1, overrides: dict, iterations: int, warmup: int,
-             seed: int = 0, preset_name: str = "default"):
-    """(median s/it after ``warmup`` iterations, seconds of the first iteration)."""
+             seed: int = 0, preset_name: str = "default", profile=None):
+    """(median s/it after ``warmup`` iterations, seconds of the first iteration). ``profile``: a
+    ``torch.profiler.profile`` that records the iterations after the warm-up."""
     default_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -70,10 +71,16 @@ def time_fit(task, y, gt, operator, threads, mode, fused, padded_1x1, overrides:
             torch._dynamo.reset()
             net = torch.compile(net, mode=mode)
         stamps = [time.perf_counter()]
-        npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed,
-                callback=lambda s: stamps.append(time.perf_counter()))
+
+        def tick(s):
+            stamps.append(time.perf_counter())
+            if profile is not None and len(stamps) == warmup + 2:
+                profile.start()
+        npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed, callback=tick)
     finally:
         torch.set_num_threads(default_threads)
+        if profile is not None and len(stamps) >= warmup + 2:
+            profile.stop()
     steps = sorted(b - a for a, b in zip(stamps[warmup + 1:], stamps[warmup + 2:]))
     return steps[len(steps) // 2], stamps[1] - stamps[0]
 
@@ -87,6 +94,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--lever", action="append", choices=list(LEVERS))
     p.add_argument("--preset", default="default", help="the task's preset to time (default: default)")
+    p.add_argument("--profile", action="store_true", help="also print where the time of the iterations after the "
+                   "warm-up goes (torch.profiler, by operator and input shape; its overhead is in that s/it)")
     a = p.parse_args()
     if a.iterations < a.warmup + 3:
         raise SystemExit(f"error: --iterations must be at least --warmup + 3 ({a.warmup + 3})")
@@ -101,9 +110,13 @@ def main() -> None:
     print("|---|---|---|---|")
     for lever in a.lever or ["eager"]:
         threads, mode, fused, padded_1x1, overrides = LEVERS[lever]
+        prof = torch.profiler.profile(record_shapes=True) if a.profile else None
         spi, first = time_fit(task, y, gt, op, threads, mode, fused, padded_1x1, overrides, a.iterations, a.warmup,
-                              preset_name=a.preset)
+                              preset_name=a.preset, profile=prof)
         print(f"| {lever} | {threads or torch.get_num_threads()} | {spi:.3f} | {first:.1f} |", flush=True)
+        if prof is not None:
+            print(prof.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=32, max_shapes_column_width=80))
 
 
 if __name__ == "__main__":

@@ -90,24 +90,25 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
             yield f"sr4-{n}", "super-resolve", _tensor(lr), _tensor(hr), {"factor": 4}, psnr_y
     from skimage import data as skd
 
+    photos = {n: Image.fromarray(getattr(skd, n)()) for n in images}      # each read once
     for img_name in images:
-        clean = _tensor(Image.fromarray(getattr(skd, img_name)()))
+        clean = _tensor(photos[img_name])
         for sigma in sigmas:
             g = torch.Generator().manual_seed(sigma)
             noisy = torch.round((clean + sigma / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
             yield f"synthetic-{img_name}-s{sigma}", "denoise", noisy, clean, {}, psnr
     for img_name in images:         # noisy inpainting: sigma 25 and half the pixels missing at random
-        clean = _tensor(Image.fromarray(getattr(skd, img_name)()))
+        clean = _tensor(photos[img_name])
         g = torch.Generator().manual_seed(2025)
         mask = (torch.rand(1, 1, *clean.shape[-2:], generator=g) > 0.5).float()
         noisy = torch.round((clean + 25 / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
         yield f"synthetic-inpaint-{img_name}-s25", "inpaint", noisy * mask, clean, {"mask": mask}, psnr
     for img_name in images:         # JPEG artefacts: the image compressed, decoded, and restored (F = identity)
-        clean = Image.fromarray(getattr(skd, img_name)())
+        clean = _tensor(photos[img_name])
         for q in jpeg_qualities:
             buf = io.BytesIO()
-            clean.save(buf, "JPEG", quality=q)
-            yield f"jpeg-{img_name}-q{q}", "jpeg", _tensor(Image.open(buf)), _tensor(clean), {}, psnr
+            photos[img_name].save(buf, "JPEG", quality=q)
+            yield f"jpeg-{img_name}-q{q}", "jpeg", _tensor(Image.open(buf)), clean, {}, psnr
 
 
 def drawn_sigma(case: str) -> int | None:
@@ -130,7 +131,7 @@ def crop_case(case, size: int | None):
 
 def overrides(args) -> dict:
     """The preset's settings changed from the command line (``--sigma-p``)."""
-    return {} if getattr(args, "sigma_p", None) is None else {"reg_noise_std": args.sigma_p}
+    return {} if args.sigma_p is None else {"reg_noise_std": args.sigma_p}
 
 
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:

@@ -257,3 +257,15 @@ def test_stretch_compares_the_held_out_fit_with_every_known_pixel(monkeypatch, c
 def test_stretch_refuses_a_case_that_is_not_inpainting(monkeypatch, capsys, tmp_path):
     with pytest.raises(SystemExit, match="no inpainting case 'synthetic-astronaut-s25'"):
         run_main(bench_stretch, monkeypatch, capsys, "--case", "synthetic-astronaut-s25", "--data", str(tmp_path))
+
+
+def test_runtime_levers_profiles_the_iterations_after_the_warm_up():
+    runtime_levers = pytest.importorskip("runtime_levers")
+    y = torch.rand(1, 3, 32, 32)
+    op = runtime_levers._operator("super-resolve", y[..., :8, :8], None, 4)
+    prof = torch.profiler.profile()
+    spi, first = runtime_levers.time_fit("super-resolve", y[..., :8, :8], y, op, None, None, True, False, {},
+                                         iterations=6, warmup=2, profile=prof)
+    assert spi > 0 and first > 0
+    steps = [e for e in prof.key_averages() if e.key == "Optimizer.step#Adam.step"]
+    assert len(steps) == 1 and steps[0].count == 3      # iterations 4 to 6: after the warm-up and the one it starts at
