@@ -8,8 +8,8 @@
 The first form denoises NOISY against GT; ``--case`` takes a case of ``benchmarks/stopping.py``
 (denoise-F16, inpaint-house, sr4-butterfly, synthetic-coffee-s50, ...) from ``--data``.
 Each lever is a named change to the task's default preset (network, fitting settings or input);
-"default" is the preset itself. Runs use no stopping rule, so the curves are comparable
-(``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
+"default" is the preset itself; ``betas-B1-B2`` (any task) sets the optimiser's betas. Runs use
+no stopping rule, so the curves are comparable (``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
 inpainting with a preset that holds pixels out, restore()'s held-out stop and the stretch on every
 known pixel after it, whose iterations count in "iterations run" but not in the columns; the lever
 held-out-5 (and -2; held-out-holes-5, which holds out pieces shaped like the missing region; and
@@ -173,6 +173,17 @@ def levers(task: str) -> dict:
     return LEVERS["denoise" if task == "denoise" else "other"]
 
 
+BETAS = r"betas-([\d.]+)-([\d.]+)"        # the optimiser's (beta1, beta2), e.g. betas-0.8-0.99, for any task
+
+
+def lever(task: str, name: str) -> tuple | None:
+    """(network overrides, FitConfig overrides[, preset]) of lever ``name`` for ``task``; None if unknown."""
+    betas = re.fullmatch(BETAS, name)
+    if betas:
+        return {}, dict(betas=(float(betas[1]), float(betas[2])))
+    return levers(task).get(name)
+
+
 RAMP, DROP = r"sigma-p-ramp(\d+)", r"sigma-p-([\d.]+)-from(\d+)"      # the perturbation schedules' lever names
 
 
@@ -217,7 +228,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
 
     An iteration the divergence guard rolls back reports no estimate: it keeps the previous one's quality.
     """
-    net_over, fit_over, *base = levers(task)[name]
+    net_over, fit_over, *base = lever(task, name)
     if name == "median-rule-noise":
         fit_over = dict(fit_over, noise_sigma=estimate_noise_sigma(y, clipped=False))
     if name == "oracle-noise-rms":
@@ -432,9 +443,10 @@ def main() -> None:
                    help="print the quality and elapsed time to stderr every N iterations")
     a = p.parse_args()
     task, y, gt, op, metric, label = problem(a)
-    bad = [n for n in a.lever or [] if n not in levers(task)]
+    bad = [n for n in a.lever or [] if lever(task, n) is None]
     if bad:
-        raise SystemExit(f"error: unknown lever(s) {', '.join(bad)} for {task}; use {', '.join(levers(task))}")
+        raise SystemExit(f"error: unknown lever(s) {', '.join(bad)} for {task}; use {', '.join(levers(task))} "
+                         "or betas-B1-B2")
     print(f"{label}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     marks = [m for m in (100, 200, 300, 400, 600, 800, 1000, 1600, 2000, 3000, 4000, 6000, 8000, 11000) if m <= a.iterations]
     auto = a.stop == "auto"

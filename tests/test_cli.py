@@ -85,6 +85,15 @@ def test_optimizer_option_reaches_the_fit(rgb, tmp_path, capsys):
     assert "invalid choice: 'sgd'" in capsys.readouterr().err and not (tmp_path / "bad.png").exists()
 
 
+def test_betas_option_reaches_the_fit(rgb, tmp_path, capsys):
+    out, rep = tmp_path / "out.png", tmp_path / "r.json"
+    assert run("denoise", rgb, "-o", out, "--report", rep, "--betas", "0.8,0.95", *FAST) == 0
+    assert json.loads(rep.read_text())["config"]["betas"] == [0.8, 0.95]
+    for bad in ("0.9", "0.9,1", "a,b", "0.9,0.99,0.9"):
+        assert run("denoise", rgb, "-o", tmp_path / "bad.png", "--betas", bad, *FAST) == 2
+        assert "expected two numbers in [0, 1)" in capsys.readouterr().err and not (tmp_path / "bad.png").exists()
+
+
 def test_super_resolve_output_is_factor_times_larger(rgb, tmp_path):
     out = tmp_path / "sr.png"
     assert run("super-resolve", rgb, "--factor", "3", "-o", out, *FAST) == 0

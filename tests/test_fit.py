@@ -326,6 +326,18 @@ def test_config_variants_run(astronaut_crop, overrides):
     assert r.image.shape == astronaut_crop.shape and torch.isfinite(r.image).all()
 
 
+def test_betas_reach_the_optimiser(astronaut_crop):
+    def run(**betas):
+        return quick(astronaut_crop, config=FitConfig(num_iter=4, **betas))
+    default, again, other = run(), run(betas=(0.9, 0.999)), run(betas=(0.5, 0.9))
+    assert torch.equal(default.image, again.image)          # PyTorch's defaults are the field's default
+    assert other.config["betas"] == (0.5, 0.9) and not torch.equal(default.image, other.image)
+    assert FitConfig.from_dict(dict(FitConfig(betas=(0.8, 0.99)).to_dict(), betas=[0.8, 0.99])).betas == (0.8, 0.99)
+    for bad in [(0.9,), (0.9, 1.0), (-0.1, 0.9)]:
+        with pytest.raises(NeuralPriorError, match="betas must be two numbers"):
+            run(betas=bad)
+
+
 def test_channels_last_auto_goes_with_reduced_precision_only(astronaut_crop):
     used = {p: quick(astronaut_crop, config=FitConfig(num_iter=2, precision=p, channels_last="auto")).config
             for p in ("float32", "bfloat16")}

@@ -55,6 +55,16 @@ def _non_negative_float(text: str) -> float:
     return v
 
 
+def _betas(text: str) -> tuple[float, float]:
+    try:
+        b = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        b = ()
+    if len(b) != 2 or not all(0 <= v < 1 for v in b):
+        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1) as B1,B2 (e.g. 0.8,0.99), got {text!r}")
+    return b
+
+
 def _positive_int(text: str) -> int:
     try:
         return check_positive_int(text, "value")
@@ -79,6 +89,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=_positive_float, help="learning rate")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS),
                    help="optimiser of the network weights (default: the preset's, Adam)")
+    g.add_argument("--betas", type=_betas, metavar="B1,B2",
+                   help="the optimiser's decay rates of its gradient averages (default: the preset's)")
     g.add_argument("--loss", choices=["mse", "l1", "poisson", "sure"],
                    help="data term E: mse (Gaussian noise), l1 (outliers), poisson (photon counts), sure (Stein's "
                         "unbiased risk estimate, denoising from the noisy image); default: the preset's")
@@ -264,6 +276,8 @@ def _overrides(args) -> dict:
         o["lr"] = args.lr
     if getattr(args, "optimizer", None) is not None:
         o["optimizer"] = args.optimizer
+    if getattr(args, "betas", None) is not None:
+        o["betas"] = args.betas
     if args.precision is not None:
         o["precision"] = args.precision
     if getattr(args, "no_cuda_graph", False):

@@ -11,6 +11,8 @@ class FitConfig:
     num_iter: int = 3000            # maximum number of iterations (the stopping rule may end earlier)
     lr: float = 0.01                # Adam learning rate (paper: 0.01, 0.001 for 50% inpainting)
     optimizer: str = "adam"         # "adam" (the paper's), "nadam" or "radam" (measured: neither helps, docs/performance.md)
+    betas: tuple[float, float] = (0.9, 0.999)   # the optimiser's (beta1, beta2): decay of its running averages of
+                                    # the gradient and of its square (the paper: PyTorch's defaults)
     lr_decay_to: float = 1.0        # cosine decay of lr towards lr * lr_decay_to over num_iter (1 = constant, the paper)
     input_kind: str = "noise"       # z: "noise" (U(0, input_scale)), "meshgrid", or "observation" (z = y itself,
                                     # the noisy image: converges in far fewer iterations; denoising only)
@@ -55,4 +57,6 @@ class FitConfig:
         unknown = set(d) - names
         if unknown:
             raise TypeError(f"unknown FitConfig field(s): {', '.join(sorted(unknown))}")
+        if "betas" in d:            # a list once through JSON
+            d = dict(d, betas=tuple(d["betas"]))
         return cls(**d)

@@ -215,8 +215,11 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     params = [p for p in net.parameters() if p.requires_grad]
     if cfg.optimizer not in OPTIMIZERS:
         raise NeuralPriorError(f"unknown optimizer {cfg.optimizer!r}; use {', '.join(OPTIMIZERS)}")
+    betas = tuple(cfg.betas)
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise NeuralPriorError(f"betas must be two numbers in [0, 1), got {cfg.betas!r}")
     fused = {"fused": True} if dev.type == "cuda" and cfg.optimizer == "adam" else {}
-    optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, **fused)
+    optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, betas=betas, **fused)
     last_good = [p.detach().clone() for p in params] if cfg.guard else []
     lr_scale, loss_avg = 1.0, None
     restored = False                # the weights are the last good ones, put back by the guard at the last step
