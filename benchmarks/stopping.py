@@ -130,8 +130,9 @@ def crop_case(case, size: int | None):
 
 
 def overrides(args) -> dict:
-    """The preset's settings changed from the command line (``--sigma-p``)."""
-    return {} if args.sigma_p is None else {"reg_noise_std": args.sigma_p}
+    """The preset's settings changed from the command line (``--sigma-p``, ``--betas``)."""
+    changed = {} if args.sigma_p is None else {"reg_noise_std": args.sigma_p}
+    return changed if args.betas is None else dict(changed, betas=tuple(args.betas))
 
 
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
@@ -311,6 +312,8 @@ def main() -> None:
                    help="scikit-image images (skimage.data names) of the synthetic cases (default: %(default)s)")
     p.add_argument("--sigma-p", type=float, help="the preset's input perturbation sigma_p replaced by this one "
                                                  "(0-1 scale; the rule is the preset's)")
+    p.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
+                   help="the optimiser's betas replaced by these (each in [0, 1))")
     p.add_argument("--jpeg-qualities", type=int, nargs="+", default=[10],
                    help="JPEG qualities (1 to 95) of the synthetic JPEG cases (default: %(default)s)")
     p.add_argument("--replay", metavar="DIR", help="no fitting: replay the saved series in DIR (an --out/series "
@@ -330,6 +333,8 @@ def main() -> None:
         raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
+    if args.betas is not None and not all(0 <= b < 1 for b in args.betas):
+        raise SystemExit("error: --betas must be two numbers in [0, 1)")
     if args.masks:
         if args.replay:
             raise SystemExit("error: --masks and --replay are two separate uses; give one")
@@ -347,7 +352,7 @@ def main() -> None:
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     rows = []
     md = out / "stopping.md"
-    changed = "".join(f", {k} {v:g}" for k, v in overrides(args).items())
+    changed = "".join(f", {k} {v}" for k, v in overrides(args).items())
     md.write_text(f"Machine: {machine}. Preset: {args.preset}{changed}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it "
                   "| s to stop | before the stretch |\n|---|---|---|---|---|---|---|---|---|---|---|\n")

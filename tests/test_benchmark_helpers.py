@@ -169,7 +169,8 @@ def test_stopping_refuses_bad_settings_before_writing_anything(monkeypatch, caps
     out = tmp_path / "out"
     out.mkdir()
     (out / "stopping.md").write_text("kept")
-    for bad, message in ((["--jpeg-qualities", "0"], "between 1 and 95"), (["--sigma-p", "-1"], "0 or more")):
+    for bad, message in ((["--jpeg-qualities", "0"], "between 1 and 95"), (["--sigma-p", "-1"], "0 or more"),
+                         (["--betas", "0.9", "1"], r"two numbers in \[0, 1\)")):
         with pytest.raises(SystemExit, match=message):
             run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path), "--out", str(out), *bad)
     assert (out / "stopping.md").read_text() == "kept"

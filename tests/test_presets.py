@@ -10,6 +10,7 @@ from neuralprior.metrics import clipped_noise_rms
 from neuralprior.networks import DeepDecoder, EncoderDecoder, SkipNet, count_parameters
 from neuralprior.presets import PRESETS, TASKS, preset_names
 from neuralprior.stopping import WindowedVariance
+from neuralprior.tasks import _configured_preset
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -51,6 +52,15 @@ def test_super_resolution_paper_depends_on_the_factor(factor, iters, sigma_p):
     assert p.fit.num_iter == iters
     assert p.fit.reg_noise_std == pytest.approx(sigma_p)
     assert p.fit.lr == pytest.approx(0.01) and p.stop == "none"
+
+
+@pytest.mark.parametrize("factor, betas", [(2, (0.8, 0.9)), (4, (0.8, 0.9)), (None, (0.8, 0.9)),
+                                           (8, (0.9, 0.999)), (16, (0.9, 0.999))])
+def test_super_resolution_default_betas_depend_on_the_factor(factor, betas):
+    assert get_preset("super-resolve", factor=factor).fit.betas == betas          # measured: x4 faster, x8 lower
+    assert get_preset("super-resolve", "paper", factor=factor).fit.betas == (0.9, 0.999)   # the paper's: PyTorch's
+    given = _configured_preset("super-resolve", "default", {"betas": (0.5, 0.9)}, factor=factor)
+    assert given.fit.betas == (0.5, 0.9)                                            # an option wins over the preset
 
 
 def test_denoise_paper():
