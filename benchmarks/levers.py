@@ -8,14 +8,14 @@
 The first form denoises NOISY against GT; ``--case`` takes a case of ``benchmarks/stopping.py``
 (denoise-F16, inpaint-house, sr4-butterfly, synthetic-coffee-s50, ...) from ``--data``.
 Each lever is a named change to the task's default preset (network, fitting settings or input);
-"default" is the preset itself; ``betas-B1-B2`` (any task) sets the optimiser's betas. Runs use
-no stopping rule, so the curves are comparable (``--stop auto``: the preset's rule ends each run, and the returned estimate is reported too; for
-inpainting with a preset that holds pixels out, restore()'s held-out stop and the stretch on every
-known pixel after it, whose iterations count in "iterations run" but not in the columns; the lever
-held-out-5 (and -2; held-out-holes-5, which holds out pieces shaped like the missing region; and
-held-out-far-5, which holds out pixels 3 or more pixels from any missing one), which holds the pixels
-out itself, keeps the windowed variance; with --progress, held-out-holes-5 and held-out-far-5 also
-print the error on their held-out pixels).
+"default" is the preset itself; ``betas-B1-B2`` (any task) sets the optimiser's betas. Runs use no
+stopping rule, so the curves are comparable (``--stop auto``: the preset's rule ends each run, and
+the returned estimate is reported too; for inpainting with a preset that holds pixels out,
+restore()'s held-out stop and the stretch on every known pixel after it, whose iterations count in
+"iterations run" but not in the columns; the lever held-out-5 (and -2; held-out-holes-5, which holds
+out pieces shaped like the missing region; and held-out-far-5, which holds out pixels 3 or more
+pixels from any missing one), which holds the pixels out itself, keeps the windowed variance; with
+--progress, held-out-holes-5 and held-out-far-5 also print the error on their held-out pixels).
 Prints a markdown table: s/it, quality after 100/200/... iterations (RGB PSNR; Y PSNR with 4
 pixels shaved for super-resolution), the oracle peak and the time to reach --target (ground
 truth is only measured, it never drives the fit).

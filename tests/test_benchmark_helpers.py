@@ -270,3 +270,10 @@ def test_runtime_levers_profiles_the_iterations_after_the_warm_up():
     assert spi > 0 and first > 0
     steps = [e for e in prof.key_averages() if e.key == "Optimizer.step#Adam.step"]
     assert len(steps) == 1 and steps[0].count == 3      # iterations 4 to 6: after the warm-up and the one it starts at
+
+
+def test_levers_name_any_betas_for_any_task():
+    assert levers.lever("inpaint", "betas-0.8-0.9") == ({}, {"betas": (0.8, 0.9)})
+    assert levers.lever("denoise", "betas-0.5-0.99") == ({}, {"betas": (0.5, 0.99)})
+    assert levers.lever("super-resolve", "default") == levers.LEVERS["other"]["default"]
+    assert levers.lever("inpaint", "betas-0.8") is None and levers.lever("denoise", "no-such-lever") is None
