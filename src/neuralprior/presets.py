@@ -176,8 +176,8 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
     """The preset ``name`` for ``task`` (a copy: changing it changes nothing else).
 
     For super-resolution the paper's iteration count and sigma_p depend on ``factor``
-    (x8: 4000 iterations, sigma_p 0.05); x8 also keeps PyTorch's Adam betas, with which its fit
-    gets higher than with the x4 `default`'s (0.8, 0.9) (docs/performance.md).
+    (x8: 4000 iterations, sigma_p 0.05); x8 also keeps PyTorch's Adam betas: on butterfly x8 (one
+    run of 1500 iterations) its fit got higher with them than with x4's (0.8, 0.9) (docs/performance.md).
     """
     if task not in TASKS:
         raise NeuralPriorError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
