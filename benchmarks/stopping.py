@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 
 import neuralprior as npr
+from neuralprior._validation import NeuralPriorError, check_betas
 from neuralprior.latent import crop_center
 from neuralprior.metrics import psnr, psnr_y
 from neuralprior.fit import noise_level
@@ -333,8 +334,11 @@ def main() -> None:
         raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
-    if args.betas is not None and not all(0 <= b < 1 for b in args.betas):
-        raise SystemExit("error: --betas must be two numbers in [0, 1)")
+    if args.betas is not None:
+        try:
+            check_betas(args.betas)
+        except NeuralPriorError:
+            raise SystemExit("error: --betas must be two numbers in [0, 1)") from None
     if args.masks:
         if args.replay:
             raise SystemExit("error: --masks and --replay are two separate uses; give one")

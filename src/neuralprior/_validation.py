@@ -23,6 +23,17 @@ def check_image(x: torch.Tensor, name: str = "image") -> torch.Tensor:
     return x
 
 
+def check_betas(value, name: str = "betas") -> tuple[float, float]:
+    """``value`` as the optimiser's (beta1, beta2): two numbers in [0, 1)."""
+    try:
+        betas = tuple(float(b) for b in value)
+    except (TypeError, ValueError):
+        betas = ()
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise NeuralPriorError(f"{name} must be two numbers in [0, 1), got {value!r}")
+    return betas
+
+
 def check_positive_int(value, name: str) -> int:
     """``value`` as a positive int; floats like 2.0 pass, 2.5 or 0 do not."""
     try:

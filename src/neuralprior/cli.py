@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from ._validation import NeuralPriorError, check_positive_int
+from ._validation import NeuralPriorError, check_betas, check_positive_int
 from .fit import OPTIMIZERS, StopFitting
 from .io import ImageInfo, atomic_path, check_output_path, check_writable_file, load_image, load_mask, save_image
 from .metrics import psnr, ssim
@@ -57,12 +57,9 @@ def _non_negative_float(text: str) -> float:
 
 def _betas(text: str) -> tuple[float, float]:
     try:
-        b = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        b = ()
-    if len(b) != 2 or not all(0 <= v < 1 for v in b):
-        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1) as B1,B2 (e.g. 0.8,0.99), got {text!r}")
-    return b
+        return check_betas(text.split(","))
+    except NeuralPriorError:
+        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1) as B1,B2 (e.g. 0.8,0.99), got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from ._validation import NeuralPriorError, check_image
+from ._validation import NeuralPriorError, check_betas, check_image
 from .config import FitConfig
 from .device import autocast_context, resolve_device
 from .latent import crop_center, make_latent, pad_center, padded_size
@@ -215,9 +215,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     params = [p for p in net.parameters() if p.requires_grad]
     if cfg.optimizer not in OPTIMIZERS:
         raise NeuralPriorError(f"unknown optimizer {cfg.optimizer!r}; use {', '.join(OPTIMIZERS)}")
-    betas = tuple(cfg.betas)
-    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-        raise NeuralPriorError(f"betas must be two numbers in [0, 1), got {cfg.betas!r}")
+    betas = check_betas(cfg.betas)
     fused = {"fused": True} if dev.type == "cuda" and cfg.optimizer == "adam" else {}
     optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, betas=betas, **fused)
     last_good = [p.detach().clone() for p in params] if cfg.guard else []
