@@ -63,6 +63,12 @@ def test_super_resolution_default_betas_depend_on_the_factor(factor, betas):
     assert given.fit.betas == (0.5, 0.9)                                            # an option wins over the preset
 
 
+@pytest.mark.parametrize("name, betas", [("default", (0.8, 0.9)), ("quality", (0.8, 0.9)),
+                                         ("paper", (0.9, 0.999)), ("paper-restoration", (0.9, 0.999))])
+def test_inpainting_betas(name, betas):
+    assert get_preset("inpaint", name).fit.betas == betas      # measured: sooner to a higher peak (docs/stopping.md)
+
+
 def test_denoise_paper():
     p = get_preset("denoise", "paper")
     f = p.fit
