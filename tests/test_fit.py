@@ -800,7 +800,9 @@ def test_the_stretch_on_every_known_pixel_goes_on_from_the_chosen_estimate_and_g
     runs = {}
     for most in (0, 200):
         _quick_held_out(monkeypatch, patience=30, min_iterations=1, max_stretch=most)
-        runs[most] = neuralprior.inpaint(y, mask, num_iter=600, device="cpu", seed=0, lr=0.02)
+        # PyTorch's betas: with the preset's (0.8, 0.9) this small noisy fit overfits within the stretch
+        # and the stretch loses 0.1 dB here (docs/stopping.md, "Inpainting with Adam's betas")
+        runs[most] = neuralprior.inpaint(y, mask, num_iter=600, device="cpu", seed=0, lr=0.02, betas=(0.9, 0.999))
     first, finished = runs[0], runs[200]
     b = first.stopped_at
     assert "held-out" in first.reason and first.iterations_run == b + 31 and first.config["held_out"]["stretch"] == 0
