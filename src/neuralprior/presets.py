@@ -26,6 +26,9 @@ LIGHT_NET = dict(channels_down=[16, 32, 64, 128, 128], channels_up=[16, 32, 64, 
 # bfloat16 autocast and channels_last where bfloat16 is native (CUDA, AVX512-BF16/AMX CPUs), else float32 in the
 # default memory format (channels_last alone was slower in float32 on an AVX2 CPU, docs/performance.md)
 FAST = dict(precision="auto", channels_last="auto")
+# Adam's betas (0.8, 0.9) instead of PyTorch's (0.9, 0.999), the paper's: shorter averages of the gradient and its
+# square follow the changing gradients sooner (super-resolution up to x4, inpainting; docs/performance.md)
+SHORT_BETAS = (0.8, 0.9)
 # more channels at the top levels (inpainting `quality`): better final quality,
 # 1.5x (256x256) to 2.3x (512x512) the CPU time per iteration
 WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 64, 128, 128], channels_skip=8)
@@ -88,9 +91,8 @@ def _presets() -> list[Preset]:
     # denoising from the noisy image itself with the SURE loss; sigma_p grows with the noise variance
     sure = dict(num_iter=1000, lr=0.01, input_kind="observation", loss="sure", sure_epsilon=0.2, reg_noise_std=0.05,
                 reg_noise_per_variance=6.0, ema=0.99, **FAST)
-    # inpainting from random z: sigma_p 0.01 converges faster than the paper's 0.03, and so do Adam's betas
-    # (0.8, 0.9) instead of (0.9, 0.999)
-    inpaint = dict(num_iter=6000, lr=0.01, reg_noise_std=0.01, ema=0.99, betas=(0.8, 0.9), **FAST)
+    # inpainting from random z: sigma_p 0.01 converges faster than the paper's 0.03, and so do SHORT_BETAS
+    inpaint = dict(num_iter=6000, lr=0.01, reg_noise_std=0.01, ema=0.99, betas=SHORT_BETAS, **FAST)
     inverse = dict(num_iter=3000, lr=0.01, reg_noise_std=0.03, ema=0.99)     # deblurring, MRI
     return [
         # denoising (also used for any Gaussian-like noise)
@@ -132,9 +134,9 @@ def _presets() -> list[Preset]:
           fit=FitConfig(num_iter=11000, lr=0.001, reg_noise_std=0.03, ema=0.0), stop="none",
           description="restoration.ipynb (barbara, 50% random pixels): 11000 it at lr 0.001"),
         # super-resolution (iteration counts and sigma_p depend on the factor, see get_preset)
-        # Adam's betas (0.8, 0.9) instead of (0.9, 0.999) up to x4: its averages follow the changing gradients sooner
+        # SHORT_BETAS up to x4 (x8 keeps PyTorch's, see get_preset)
         P("default", "super-resolve", network_args=LIGHT_NET,
-          fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.99, betas=(0.8, 0.9), **FAST),
+          fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.99, betas=SHORT_BETAS, **FAST),
           description="light hourglass, Adam betas (0.8, 0.9) up to x4 (the published x4 PSNR on all of Set5, "
                       "in 0.4 to 0.7 times the iterations of PyTorch's betas where those get there; x8 keeps "
                       "PyTorch's), bfloat16 where fast, automatic stop"),
