@@ -69,6 +69,15 @@ def test_inpainting_betas(name, betas):
     assert get_preset("inpaint", name).fit.betas == betas      # measured: sooner to a higher peak (docs/stopping.md)
 
 
+@pytest.mark.parametrize("name, betas, tolerance", [("default", (0.9, 0.999), 0.007), ("fast", (0.8, 0.9), 0.016)])
+def test_denoising_betas_and_settled_tolerance(name, betas, tolerance):
+    # fast: the short betas peak sooner, then decline; its looser settled stop ends the fit near the peak
+    p = get_preset("denoise", name)
+    assert p.fit.betas == betas and p.fit.loss == "sure"
+    rule = p.stopping_rule()
+    assert rule.tolerance == pytest.approx(tolerance) and rule.tolerance_power == pytest.approx(2.5)
+
+
 def test_denoise_paper():
     p = get_preset("denoise", "paper")
     f = p.fit
