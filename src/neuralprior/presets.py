@@ -38,8 +38,8 @@ WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 6
 # the settled threshold scales as sigma^2.5 (equal to 0.007 sigma at sigma = 25): strong noise is fitted sooner,
 # weak noise goes on gaining for longer (docs/stopping.md)
 SURE_STOP = dict(window=20, patience=200, min_iterations=100, tolerance=0.007, tolerance_power=2.5)
-# fast: with SHORT_BETAS the SURE fit peaks sooner and then declines; a looser settled threshold (twice as many grey
-# levels) ends it near its peak, in about half the default's iterations (docs/stopping.md)
+# fast: with SHORT_BETAS the SURE fit peaks sooner and then declines; a settled threshold 2.3 times the default's
+# ends it near its peak, after 43 to 83% of the default's iterations (docs/stopping.md)
 SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.016)
 # inpainting: 5% of the known pixels are held out of the fit; the run stops 500 iterations after the minimum of
 # their error (the fit keeps improving slowly for thousands of iterations, then slowly declines: docs/stopping.md),
@@ -104,7 +104,7 @@ def _presets() -> list[Preset]:
                       "bfloat16 where fast, automatic stop"),
         P("fast", "denoise", network_args=LIGHT_ZERO_NEAREST, fit=FitConfig(**sure, betas=SHORT_BETAS),
           stop_args=SURE_STOP_FAST,
-          description="the default with Adam betas (0.8, 0.9) and a looser settled stop: 40 to 80% of the "
+          description="the default with Adam betas (0.8, 0.9) and a looser settled stop: 43 to 83% of the "
                       "iterations, 0.4 dB lower to 0.7 dB higher"),
         P("paper", "denoise", network_args=PAPER_NET,
           fit=FitConfig(num_iter=3000, lr=0.01, reg_noise_std=1 / 30, ema=0.99, ema_warmup=False), stop="none",
