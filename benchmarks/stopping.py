@@ -19,7 +19,8 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), text inpainting (kate, the examples'
 text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4), and
 synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
-noisy inpainting on the same images (sigma 25, half the pixels missing at random), and JPEG artefacts
+x4 super-resolution of their centred 256x256 crops (``synthetic-sr4-*``, made as Set5's low-resolution
+images are), noisy inpainting on the same images (sigma 25, half the pixels missing at random), and JPEG artefacts
 on them (quality 10, ``--jpeg-qualities``; the paper's JPEG example has no ground truth).
 """
 from __future__ import annotations
@@ -98,6 +99,13 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
             g = torch.Generator().manual_seed(sigma)
             noisy = torch.round((clean + sigma / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
             yield f"synthetic-{img_name}-s{sigma}", "denoise", noisy, clean, {}, psnr
+    for img_name in images:         # super-resolution x4: the centred 256x256 crop, downscaled as Set5 is above
+        photo = photos[img_name].convert("RGB")
+        w, h = photo.size
+        n = min(256, w - w % 32, h - h % 32)
+        hr = photo.crop(((w - n) // 2, (h - n) // 2, (w - n) // 2 + n, (h - n) // 2 + n))
+        lr = hr.resize((n // 4, n // 4), Image.LANCZOS)
+        yield f"synthetic-sr4-{img_name}", "super-resolve", _tensor(lr), _tensor(hr), {"factor": 4}, psnr_y
     for img_name in images:         # noisy inpainting: sigma 25 and half the pixels missing at random
         clean = _tensor(photos[img_name])
         g = torch.Generator().manual_seed(2025)
@@ -115,7 +123,7 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
 def drawn_sigma(case: str) -> int | None:
     """The std (0-255) the noise of a denoising case was drawn with: 25 for the development images,
     N for synthetic-*-sN; None otherwise."""
-    m = re.match(r"synthetic-(?!inpaint)\w+-s(\d+)", case)
+    m = re.match(r"synthetic-(?!inpaint|sr4)\w+-s(\d+)", case)
     return int(m[1]) if m else 25 if case.startswith("denoise-") else None
 
 
@@ -171,7 +179,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
     watched = dict(variances=rule.variances, noise_level=rule.noise_level, pool=rule.pool,
                    rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
-                             tolerance=rule.tolerance, tolerance_power=rule.tolerance_power))
+                             tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
+                             sample=rule.sample, settled=rule.settled))
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
                 psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
                 gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
@@ -236,7 +245,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
-           tolerance_power: float = 1.0):
+           tolerance_power: float = 1.0, settled: float = 0.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
     the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``).
 
@@ -249,7 +258,7 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
         watched = series["errors"]
     else:
         rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
-                                tolerance=tolerance, tolerance_power=tolerance_power)
+                                tolerance=tolerance, tolerance_power=tolerance_power, settled=settled)
         rule.noise_level = level
         watched = series["variances"]
     first = watched[0][0] if watched else its[-1]
@@ -274,8 +283,9 @@ def main_replay(args) -> None:
         level = s.get("noise_level") or args.level
         power = r.get("tolerance_power", 1.0) if args.tolerance_power is None else args.tolerance_power
         tolerance = r.get("tolerance", 0.0) if args.tolerance is None else args.tolerance
+        settled = r.get("settled", 0.0) if args.settled is None else args.settled / 255
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   tolerance, level, power)
+                                   tolerance, level, power, settled)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
@@ -325,6 +335,8 @@ def main() -> None:
     p.add_argument("--tolerance-power", type=float, help="with --replay: the rule's tolerance_power "
                    "(default: the series' own; series saved before it existed: 1)")
     p.add_argument("--progress", type=int, metavar="N", help="print the quality to stderr every N iterations")
+    p.add_argument("--settled", type=float, help="with --replay: the rule's absolute settled threshold, in grey "
+                   "levels (default: the series' own; 0: off)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()

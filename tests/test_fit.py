@@ -483,6 +483,74 @@ def test_windowed_variance_is_per_pixel_at_any_size():
         assert rule.variances[-1][1] == pytest.approx(1e-4, rel=0.1)
 
 
+
+def test_pixel_sample_reads_smooth_changes_at_their_full_resolution_variance():
+    """Changes smooth over the image (a slow drift, as in a converging super-resolution fit): pooling and
+    scaling by the pool factor squared reads them as f**2 times their variance; a pixel sample reads them
+    as they are, at any size, with the memory bounded alike."""
+    g = torch.Generator().manual_seed(0)
+    for size in (64, 256):
+        base = torch.rand(1, 3, size, size, generator=g)
+        pooled = WindowedVariance(window=20, min_iterations=0, max_pixels=32 * 32)
+        sampled = WindowedVariance(window=20, min_iterations=0, max_pixels=32 * 32, sample="pixels")
+        for t in range(20):
+            est = base + 0.01 * t                                   # the same change at every pixel: std 0.0577
+            pooled.update(t, est)
+            sampled.update(t, est)
+        assert sampled._buf[0].numel() == 3 * 32 * 32 and sampled.pool == 1
+        assert sampled.variances[-1][1] == pytest.approx(0.01 ** 2 * (20 ** 2 - 1) / 12, rel=1e-3)
+        assert pooled.variances[-1][1] == pytest.approx((size // 32) ** 2 * sampled.variances[-1][1], rel=1e-3)
+    # iid changes read the same both ways; a small image is kept whole
+    iid = WindowedVariance(window=20, min_iterations=0, max_pixels=32 * 32, sample="pixels")
+    for t in range(20):
+        iid.update(t, base + 0.01 * torch.randn(base.shape, generator=g))
+    assert iid.variances[-1][1] == pytest.approx(1e-4, rel=0.1)
+    whole = WindowedVariance(window=2, max_pixels=32 * 32, sample="pixels")
+    whole.update(0, torch.rand(1, 3, 16, 16))
+    assert whole._buf.shape[-2:] == (16, 16)
+    with pytest.raises(ValueError, match="sample"):
+        WindowedVariance(sample="corners")
+
+
+def test_absolute_settled_threshold_without_a_noise_level():
+    """``settled`` (0-1 scale) ends the run at a new minimum below it where no noise level is known;
+    with a noise level and a tolerance, the relative threshold rules instead."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 3, 8, 8, generator=g)
+    seq = [base + 0.05 / (1 + t) * torch.randn(base.shape, generator=g) for t in range(400)]
+    rule = WindowedVariance(window=5, patience=1000, min_iterations=10, settled=0.001)
+    stop = next(t for t, x in enumerate(seq) if rule.update(t, x).stop)
+    d = rule.variances[-1]
+    assert d[0] == stop and rule.best_variance ** 0.5 <= 0.001 and rule.best_iteration == stop
+    assert "grey levels" in WindowedVariance(window=5, min_iterations=10, settled=0.001).judge(20, 1e-8).reason
+    looser = WindowedVariance(window=5, patience=1000, min_iterations=10, settled=0.002)
+    assert next(t for t, x in enumerate(seq) if looser.update(t, x).stop) < stop
+    relative = WindowedVariance(window=5, patience=1000, min_iterations=10, settled=0.002, tolerance=0.01)
+    relative.noise_level = 0.1                                      # 0.01 x 0.1 = 0.001: as strict as `rule`
+    assert relative.settled_std() == pytest.approx(0.001)
+    assert next(t for t, x in enumerate(seq) if relative.update(t, x).stop) == stop
+    assert WindowedVariance().settled_std() == 0
+
+
+def test_pixel_sample_state_round_trip_and_older_states():
+    seq = [(t, torch.rand(1, 3, 16, 16) / (1 + t)) for t in range(60)]
+    a = WindowedVariance(window=5, patience=20, min_iterations=5, max_pixels=64, sample="pixels", settled=0.01)
+    for t, est in seq[:30]:
+        a.update(t, est)
+    b = WindowedVariance(sample="pixels")
+    b.load_state_dict(a.state_dict())
+    for t, est in seq[30:]:
+        assert a.update(t, est) == b.update(t, est)
+    old = WindowedVariance(window=5, max_pixels=64)                 # a state saved before the sample existed
+    for t, est in seq[:10]:
+        old.update(t, est)
+    state = {k: v for k, v in old.state_dict().items() if k not in ("sample", "settled", "_pixels")}
+    c = WindowedVariance(sample="pixels", max_pixels=64)
+    c.load_state_dict(state)
+    assert c.sample == "pool"                                       # its variances were pooled: it goes on pooling
+    c.update(10, seq[10][1])
+    assert c._buf.shape[-2:] == (8, 8)
+
 def test_windowed_variance_resumes_a_state_saved_before_the_scaling():
     seq = [(t, torch.full((1, 1, 8, 8), 1.0 / (1 + t)) + 0.01 * torch.rand(1, 1, 8, 8)) for t in range(40)]
     a = WindowedVariance(window=5, patience=20, min_iterations=5, max_pixels=16)        # pooled by 2

@@ -95,10 +95,15 @@ class WindowedVariance(StoppingRule):
     window : number of recent estimates whose variance is tracked.
     patience : iterations without a new variance minimum before stopping.
     min_iterations : never stop (or pick a best iterate) before this iteration.
-    max_pixels : estimates are average-pooled by ``f`` x ``f`` (``f`` a power of 2) to at most this
-        many pixels per channel before they are stored, which bounds the memory of the window. The
-        variance is multiplied by ``f**2``: for changes uncorrelated between neighbouring pixels that
-        is their variance at full resolution, so ``tolerance`` means the same at any image size.
+    max_pixels : at most this many pixels per channel of each estimate are stored, which bounds the
+        memory of the window; how they are chosen is ``sample``'s.
+    sample : ``"pool"``: the estimates are average-pooled by ``f`` x ``f`` (``f`` a power of 2) and the
+        variance is multiplied by ``f**2``; for changes uncorrelated between neighbouring pixels (a fit
+        reproducing noise) that is their variance at full resolution, for smooth changes it is up to
+        ``f**2`` times more. ``"pixels"``: a fixed random sample of pixel positions (drawn with a fixed
+        seed, the same for every channel) is kept as it is; their mean variance estimates the one at full
+        resolution whatever the changes look like, so a threshold in grey levels means the same at any
+        image size.
     tolerance : also stop once the estimate has settled: when the root of the windowed variance
         falls below ``tolerance`` x :attr:`noise_level` (the noise std, which :func:`~neuralprior.fit`
         sets when it knows it, e.g. for the SURE loss). 0 = off.
@@ -109,16 +114,24 @@ class WindowedVariance(StoppingRule):
         fit on strong noise reaches its best sooner and then slowly fits the noise, one on weak
         noise goes on gaining for longer, while the windowed variance, relative to σ, falls about
         alike at every noise level.
+    settled : where no noise level is known (or ``tolerance`` is 0): the windowed std per pixel, on the
+        0-1 scale, below which the estimate counts as settled and the loop ends at a new minimum
+        (super-resolution: the fit has no noise to reproduce and its quality rises ever more slowly).
+        0 = off.
     """
 
     name = "auto"
 
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
-                 max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0):
+                 max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0,
+                 sample: str = "pool", settled: float = 0.0):
+        if sample not in ("pool", "pixels"):
+            raise ValueError(f"sample must be 'pool' or 'pixels', got {sample!r}")
         self.window, self.patience, self.min_iterations = int(window), int(patience), int(min_iterations)
         self.max_pixels = int(max_pixels)
         self.tolerance = float(tolerance)
         self.tolerance_power = float(tolerance_power)
+        self.sample, self.settled = sample, float(settled)
         self.noise_level: float | None = None
         self.reset()
 
@@ -128,15 +141,23 @@ class WindowedVariance(StoppingRule):
         self.best_variance = float("inf")
         self.best_iteration = -1
         self.pool = 1
+        self._pixels: torch.Tensor | None = None
         self.variances: list[tuple[int, float]] = []
 
     def _shrink(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
+        x = x.detach().float()
+        if self.sample == "pixels":
+            if h * w <= self.max_pixels:
+                return x.clone()
+            if self._pixels is None or self._pixels.device != x.device:
+                g = torch.Generator().manual_seed(0)
+                self._pixels = torch.randperm(h * w, generator=g)[:self.max_pixels].sort().values.to(x.device)
+            return x.flatten(-2)[..., self._pixels]
         f = 1
         while (h // f) * (w // f) > self.max_pixels:
             f *= 2
         self.pool = f
-        x = x.detach().float()
         return nnf.avg_pool2d(x, f) if f > 1 else x.clone()
 
     def update(self, iteration: int, estimate: torch.Tensor) -> Decision:
@@ -155,10 +176,14 @@ class WindowedVariance(StoppingRule):
             return Decision(best=True)
         return self.judge(iteration, float(self._buf.var(dim=0, unbiased=False).mean()) * self.pool ** 2)
 
+    def _relative(self) -> bool:
+        """Whether the settled threshold is relative to the noise level (``tolerance``) or absolute (``settled``)."""
+        return bool(self.tolerance > 0 and self.noise_level)
+
     def settled_std(self) -> float:
         """The windowed std per pixel below which the estimate counts as settled (0: no such stop)."""
-        if not (self.tolerance > 0 and self.noise_level):
-            return 0.0
+        if not self._relative():
+            return self.settled
         sigma = self.noise_level
         return self.tolerance * sigma * (sigma / REFERENCE_NOISE) ** (self.tolerance_power - 1)
 
@@ -171,8 +196,10 @@ class WindowedVariance(StoppingRule):
             self.best_variance = var
             limit = self.settled_std()
             if limit > 0 and var ** 0.5 <= limit:
+                scale = (f"{limit / self.noise_level:.3g} x the noise level" if self._relative()
+                         else f"{limit * 255:.3g} grey levels")
                 return Decision(best=True, stop=True, reason=f"estimate settled: windowed std below {limit:.3g} "
-                                                             f"({limit / self.noise_level:.3g} x the noise level)")
+                                                             f"({scale})")
         return decision
 
     def state_dict(self) -> dict:
@@ -183,6 +210,8 @@ class WindowedVariance(StoppingRule):
         if state.get("rule", self.name) != self.name:
             raise NeuralPriorError("the checkpoint was made with another stopping rule: resume it with the same --stop")
         vars(self).update(state)
+        if "sample" not in state:               # saved before the pixel sample existed: the variances are pooled
+            self.sample = "pool"
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
 
 
