@@ -2,6 +2,7 @@
 the perturbation schedules and the per-iteration series that the docs' lever tables are made of."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -129,16 +130,23 @@ bench_stopping = pytest.importorskip("stopping")
 def test_synthetic_cases_are_drawn_reproducibly_at_their_noise_level(tmp_path):
     made = list(bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)))   # no data folder: synthetic only
     assert [(c[0], c[1]) for c in made] == [("synthetic-astronaut-s25", "denoise"),
+                                            ("synthetic-sr4-astronaut", "super-resolve"),
                                             ("synthetic-inpaint-astronaut-s25", "inpaint"),
                                             ("jpeg-astronaut-q10", "jpeg")]
+    sr = made.pop(1)
     (_, _, noisy, clean, kw, _), (_, _, masked, clean2, kw2, _), (_, _, jpeg, clean3, kw3, _) = made
+    # x4 super-resolution: the centred 256x256 crop and its 64x64 Lanczos reduction, as Set5's are made
+    _, _, lr, hr, kw4, metric = sr
+    assert kw4 == {"factor": 4} and metric is bench_stopping.psnr_y and hr.shape == (1, 3, 256, 256)
+    assert lr.shape == (1, 3, 64, 64) and torch.equal(hr, clean[..., 128:384, 128:384])
+    assert float((lr - torch.nn.functional.avg_pool2d(hr, 4)).abs().mean()) < 0.02      # a reduction of hr
     assert kw == {} and torch.equal(clean, clean2) and noisy.shape == clean.shape == (1, 3, 512, 512)
     assert torch.equal(torch.round(noisy * 255), noisy * 255)                # 8-bit values
     rms = float((noisy - clean).pow(2).mean().sqrt()) * 255
     assert 20 < rms < 25.5                                                   # sigma 25, less where clipped
     mask = kw2["mask"]
     assert 0.48 < float(mask.mean()) < 0.52 and float((masked * (1 - mask)).abs().max()) == 0
-    again = list(bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)))
+    again = [c for c in bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)) if c[1] != "super-resolve"]
     assert torch.equal(again[0][2], noisy) and torch.equal(again[1][4]["mask"], mask)
     # JPEG at quality 10: 8-bit, the same image, visibly degraded but not destroyed
     assert kw3 == {} and torch.equal(clean3, clean) and jpeg.shape == clean.shape
@@ -154,6 +162,7 @@ def test_drawn_sigma_and_crop_case():
     assert bench_stopping.drawn_sigma("denoise-F16") == 25
     assert bench_stopping.drawn_sigma("synthetic-inpaint-coffee-s25") is None
     assert bench_stopping.drawn_sigma("sr4-bird") is None
+    assert bench_stopping.drawn_sigma("synthetic-sr4-astronaut") is None
     y, mask = torch.rand(1, 3, 40, 60), (torch.rand(1, 1, 40, 60) > 0.5).float()
     name, task, yc, gtc, kw, _ = bench_stopping.crop_case(("inpaint-x", "inpaint", y, y, {"mask": mask}, None), 32)
     assert name == "inpaint-x (crop 32)" and yc.shape[-2:] == gtc.shape[-2:] == kw["mask"].shape[-2:] == (32, 32)
@@ -191,6 +200,22 @@ def test_replay_of_a_held_out_series_stops_after_the_patience():
     assert bench_stopping.replay(series, patience=5, min_iterations=0, tolerance=0, level=None) == (15, 10, 10.0)
     assert bench_stopping.replay(series, patience=50, min_iterations=0, tolerance=0, level=None) == (39, 10, 10.0)
 
+
+
+def test_replay_of_a_settling_series_with_an_absolute_threshold(monkeypatch, capsys, tmp_path):
+    its = list(range(300))
+    rule = dict(window=50, patience=300, min_iterations=100, tolerance=0.0, tolerance_power=1.0, sample="pixels",
+                settled=0.2 / 255)
+    series = {"case": "sr4-x", "iterations": its, "scores": [20 + i / 100 for i in its], "noise_level": None,
+              "pool": 1, "rule": rule, "variances": [(i, (10 / (1 + i) / 255) ** 2) for i in its[49:]]}
+    # root of the variance 10 / (1 + i) grey levels: at most 0.2 from iteration 49, judged from 100
+    assert bench_stopping.replay(series, 300, 100, 0.0, None, settled=0.2 / 255) == (100, 100, pytest.approx(21.0))
+    assert bench_stopping.replay(series, 300, 100, 0.0, None, settled=0.05 / 255) == (199, 199, pytest.approx(21.99))
+    assert bench_stopping.replay(series, 300, 100, 0.0, None) == (299, 299, pytest.approx(22.99))      # no threshold: the cap
+    (tmp_path / "sr4-x.json").write_text(json.dumps(series))
+    for extra, stop in (([], "100"), (["--settled", "0.05"], "199"), (["--settled", "0"], "299")):
+        rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), *extra))
+        assert rows[0][:2] == ["sr4-x", stop]                   # the series' own threshold unless one is given
 
 # --- benchmarks/residual.py and benchmarks/stretch.py: their tables, on synthetic cases -----------
 

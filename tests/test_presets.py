@@ -8,7 +8,7 @@ import neuralprior
 from neuralprior import FitConfig, NeuralPriorError, get_preset, preset_table
 from neuralprior.metrics import clipped_noise_rms
 from neuralprior.networks import DeepDecoder, EncoderDecoder, SkipNet, count_parameters
-from neuralprior.presets import PRESETS, TASKS, preset_names
+from neuralprior.presets import PRESETS, SR_SETTLED, TASKS, preset_names
 from neuralprior.stopping import WindowedVariance
 from neuralprior.tasks import _configured_preset
 
@@ -62,6 +62,16 @@ def test_super_resolution_default_betas_depend_on_the_factor(factor, betas):
     given = _configured_preset("super-resolve", "default", {"betas": (0.5, 0.9)}, factor=factor)
     assert given.fit.betas == (0.5, 0.9)                                            # an option wins over the preset
 
+
+@pytest.mark.parametrize("factor, settled", [(2, SR_SETTLED), (4, SR_SETTLED), (None, SR_SETTLED), (8, 0.0)])
+def test_super_resolution_settled_stop_up_to_x4(factor, settled):
+    # up to x4 the run ends once a sample of full-resolution pixels has settled (measured on Set5 x4); x8: not
+    rule = get_preset("super-resolve", factor=factor).stopping_rule()
+    assert rule.settled * 255 == pytest.approx(settled)
+    assert rule.sample == ("pixels" if settled else "pool")
+    assert rule.tolerance == 0 and rule.window == 50 and rule.patience == 300      # the general rule otherwise
+    assert get_preset("super-resolve", "paper", factor=factor).stopping_rule().name == "none"
+    assert 0 < SR_SETTLED < 1                                                        # grey levels, not the 0-1 scale
 
 @pytest.mark.parametrize("name, betas", [("default", (0.8, 0.9)), ("quality", (0.8, 0.9)),
                                          ("paper", (0.9, 0.999)), ("paper-restoration", (0.9, 0.999))])

@@ -46,6 +46,11 @@ SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.016)
 # then goes on from the estimate at that minimum with every known pixel for a quarter as many iterations again, at
 # most 200: most of what holding pixels out cost comes back, and a noisy image that overfits fast is not refitted
 HELD_OUT_STOP = dict(fraction=0.05, patience=500, min_iterations=100, stretch=0.25, max_stretch=200)
+# super-resolution up to x4: the fit has no noise to reproduce and its quality rises ever more slowly; the run ends
+# once the estimate has settled, when the windowed std of a fixed sample of its pixels (full-resolution pixels, so
+# that the threshold means the same at any image size) falls to SR_SETTLED grey levels (docs/stopping.md)
+SR_SETTLED = 0.12
+SR_STOP = dict(sample="pixels", settled=SR_SETTLED / 255)
 # the light hourglass with zero padding and nearest upsampling, for SURE denoising: 20% less per iteration than
 # reflection padding and bilinear upsampling, at equal or better quality per iteration (docs/performance.md).
 # Not for super-resolution (it plateaus 0.7 dB lower) or inpainting (zero padding no faster to its target).
@@ -141,9 +146,11 @@ def _presets() -> list[Preset]:
         # SHORT_BETAS up to x4 (x8 keeps PyTorch's, see get_preset)
         P("default", "super-resolve", network_args=LIGHT_NET,
           fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.99, betas=SHORT_BETAS, **FAST),
+          stop_args=SR_STOP,
           description="light hourglass, Adam betas (0.8, 0.9) up to x4 (the published x4 PSNR on all of Set5, "
                       "in 0.4 to 0.7 times the iterations of PyTorch's betas where those get there; x8 keeps "
-                      "PyTorch's), bfloat16 where fast, automatic stop"),
+                      "PyTorch's), bfloat16 where fast, automatic stop (up to x4 also once the estimate has "
+                      "settled)"),
         P("paper", "super-resolve", fit=FitConfig(num_iter=2000, lr=0.01, reg_noise_std=0.03, ema=0.0, guard=False),
           stop="none", description="super-resolution.ipynb: x4 2000 it sigma_p 0.03; x8 4000 it sigma_p 0.05", **sr),
         # plain reconstruction: fit the image itself (the lab's first experiment)
@@ -185,7 +192,8 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
 
     For super-resolution the paper's iteration count and sigma_p depend on ``factor``
     (x8: 4000 iterations, sigma_p 0.05); x8 also keeps PyTorch's Adam betas: on butterfly x8 (one
-    run of 1500 iterations) its fit got higher with them than with x4's (0.8, 0.9) (docs/performance.md).
+    run of 1500 iterations) its fit got higher with them than with x4's (0.8, 0.9) (docs/performance.md),
+    and the windowed variance's general settings, without the settled stop measured up to x4.
     """
     if task not in TASKS:
         raise NeuralPriorError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
@@ -195,8 +203,16 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
                         held_out=dict(p.held_out))
             if task == "super-resolve" and factor is not None and factor >= 8:
                 p.fit = replace(p.fit, num_iter=4000, reg_noise_std=0.05, betas=FitConfig().betas)
+                p.stop_args = {}                        # the settled stop was measured up to x4 only
             return p
     raise NeuralPriorError(f"unknown preset {name!r} for {task}; available: {', '.join(preset_names(task))}")
+
+
+def _setting(key: str, value) -> str:
+    """A stopping setting as the preset table shows it (the absolute settled threshold in grey levels)."""
+    if isinstance(value, str):
+        return value
+    return f"{value * 255:g} grey levels" if key == "settled" else f"{value:g}"
 
 
 def preset_table() -> str:
@@ -208,7 +224,7 @@ def preset_table() -> str:
         f = p.fit
         sigma_p = (f"{f.reg_noise_per_variance:g} x noise variance" if f.reg_noise_per_variance
                    else f"{f.reg_noise_std:.4g}")
-        stop = f"{p.stop} ({', '.join(f'{k} {v:g}' for k, v in p.stop_args.items())})" if p.stop_args else p.stop
+        stop = f"{p.stop} ({', '.join(f'{k} {_setting(k, v)}' for k, v in p.stop_args.items())})" if p.stop_args else p.stop
         if p.held_out:
             stop = f"{p.stop} (held-out {', '.join(f'{k} {v:g}' for k, v in p.held_out.items())})"
         rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.input_kind} / {f.loss} | {f.num_iter} "
