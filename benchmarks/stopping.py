@@ -151,6 +151,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         if held_out is not None:
             return held_out
     rule = preset.stopping_rule("auto")                  # the rule stop="auto" uses with this preset
+    if args.sample:                                       # or watched another way (the fit is the same)
+        rule = WindowedVariance(**dict(preset.stop_args, sample=args.sample))
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
     scores: list[float] = []
@@ -335,6 +337,8 @@ def main() -> None:
     p.add_argument("--tolerance-power", type=float, help="with --replay: the rule's tolerance_power "
                    "(default: the series' own; series saved before it existed: 1)")
     p.add_argument("--progress", type=int, metavar="N", help="print the quality to stderr every N iterations")
+    p.add_argument("--sample", choices=("pool", "pixels"), help="the watching rule's windowed variance taken on "
+                   "pooled estimates or on a pixel sample (default: the preset's; the fit is the same)")
     p.add_argument("--settled", type=float, help="with --replay: the rule's absolute settled threshold, in grey "
                    "levels (default: the series' own; 0: off)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
@@ -368,7 +372,8 @@ def main() -> None:
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     rows = []
     md = out / "stopping.md"
-    changed = "".join(f", {k} {v}" for k, v in overrides(args).items())
+    changed = "".join(f", {k} {v}" for k, v in overrides(args).items()) + \
+        (f", the variance watched on sample {args.sample}" if args.sample else "")
     md.write_text(f"Machine: {machine}. Preset: {args.preset}{changed}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it "
                   "| s to stop | before the stretch |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
