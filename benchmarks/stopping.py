@@ -152,7 +152,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
             return held_out
     rule = preset.stopping_rule("auto")                  # the rule stop="auto" uses with this preset
     if args.sample:                                       # or watched another way (the fit is the same)
-        rule = WindowedVariance(**dict(preset.stop_args, sample=args.sample))
+        rule.sample = args.sample
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
     scores: list[float] = []

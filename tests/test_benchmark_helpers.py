@@ -201,7 +201,6 @@ def test_replay_of_a_held_out_series_stops_after_the_patience():
     assert bench_stopping.replay(series, patience=50, min_iterations=0, tolerance=0, level=None) == (39, 10, 10.0)
 
 
-
 def test_replay_of_a_settling_series_with_an_absolute_threshold(monkeypatch, capsys, tmp_path):
     its = list(range(300))
     rule = dict(window=50, patience=300, min_iterations=100, tolerance=0.0, tolerance_power=1.0, sample="pixels",
@@ -216,6 +215,7 @@ def test_replay_of_a_settling_series_with_an_absolute_threshold(monkeypatch, cap
     for extra, stop in (([], "100"), (["--settled", "0.05"], "199"), (["--settled", "0"], "299")):
         rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), *extra))
         assert rows[0][:2] == ["sr4-x", stop]                   # the series' own threshold unless one is given
+
 
 # --- benchmarks/residual.py and benchmarks/stretch.py: their tables, on synthetic cases -----------
 

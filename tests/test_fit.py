@@ -483,7 +483,6 @@ def test_windowed_variance_is_per_pixel_at_any_size():
         assert rule.variances[-1][1] == pytest.approx(1e-4, rel=0.1)
 
 
-
 def test_pixel_sample_reads_smooth_changes_at_their_full_resolution_variance():
     """Changes smooth over the image (a slow drift, as in a converging super-resolution fit): pooling and
     scaling by the pool factor squared reads them as f**2 times their variance; a pixel sample reads them
@@ -550,6 +549,7 @@ def test_pixel_sample_state_round_trip_and_older_states():
     assert c.sample == "pool"                                       # its variances were pooled: it goes on pooling
     c.update(10, seq[10][1])
     assert c._buf.shape[-2:] == (8, 8)
+
 
 def test_windowed_variance_resumes_a_state_saved_before_the_scaling():
     seq = [(t, torch.full((1, 1, 8, 8), 1.0 / (1 + t)) + 0.01 * torch.rand(1, 1, 8, 8)) for t in range(40)]
