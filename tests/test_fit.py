@@ -1,11 +1,14 @@
 """The fitting loop: reproducibility, restoration quality, history, guard, interrupts and stopping rules."""
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import neuralprior
 from neuralprior import FitConfig, FitState, NeuralPriorError, fit, psnr
@@ -72,11 +75,6 @@ def test_denoising_gains_psnr(astronaut_crop):
 
 
 def test_jpeg_artefact_removal_gains_psnr(astronaut_crop):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     pixels = np.round(astronaut_crop[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "JPEG", quality=10)           # strong blocking and ringing
