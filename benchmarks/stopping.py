@@ -10,7 +10,8 @@ the rule never sees) and the PSNR after the fixed long run.
     python benchmarks/stopping.py --only denoise synthetic --iterations 1000 --crop 256
 
 Writes ``stopping.csv`` and ``stopping.md`` (a markdown table) to ``--out`` as rows finish, and
-``series/CASE.json``: the quality and the rule's windowed variance at every iteration, from which
+``series/CASE.json``: the quality, the loss, the estimate's RMS residual to the observation in grey levels
+(denoising and JPEG) and the rule's windowed variance at every iteration, from which
 other rule settings (tolerance, patience) can be evaluated without fitting again:
 
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.002 --patience 200
@@ -21,7 +22,8 @@ text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved
 synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
 x4 super-resolution of their centred 256x256 crops (``synthetic-sr4-*``, made as Set5's low-resolution
 images are), noisy inpainting on the same images (sigma 25, half the pixels missing at random), and JPEG artefacts
-on them (quality 10, ``--jpeg-qualities``; the paper's JPEG example has no ground truth).
+on them and on the three denoising images' ground truths (quality 10, ``--jpeg-qualities``; the paper's JPEG example
+has no ground truth).
 """
 from __future__ import annotations
 
@@ -112,7 +114,10 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
         mask = (torch.rand(1, 1, *clean.shape[-2:], generator=g) > 0.5).float()
         noisy = torch.round((clean + 25 / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
         yield f"synthetic-inpaint-{img_name}-s25", "inpaint", noisy * mask, clean, {"mask": mask}, psnr
-    for img_name in images:         # JPEG artefacts: the image compressed, decoded, and restored (F = identity)
+    if (data / "denoise-sigma25").is_dir():      # the denoising images' ground truths, for JPEG cases too
+        photos.update({n: Image.open(data / "denoise-sigma25" / f"{n}_GT.png").convert("RGB")
+                       for n in ("F16", "kodim03", "peppers")})
+    for img_name in photos:         # JPEG artefacts: the image compressed, decoded, and restored (F = identity)
         clean = _tensor(photos[img_name])
         for q in jpeg_qualities:
             buf = io.BytesIO()
@@ -157,6 +162,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         rule.noise_level = noise_level(y, preset.fit)
     scores: list[float] = []
     iterations: list[int] = []
+    losses: list[float] = []
+    residuals: list[float] = []     # where the observation is an image of the estimate's shape (denoising, JPEG)
     seen = {"stop": None, "best_it": -1, "best_score": None}
     t0 = time.perf_counter()
 
@@ -164,6 +171,9 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         s = metric(state.estimate.cpu(), gt)
         scores.append(s)                 # iterations the divergence guard rolls back report nothing
         iterations.append(state.iteration)
+        losses.append(state.loss)
+        if state.estimate.shape == y.shape:     # RMS of the estimate's residual to the observation, grey levels
+            residuals.append(255 * float((state.estimate.cpu().float() - y).pow(2).mean().sqrt()))
         d = rule.update(state.iteration, state.estimate)
         if seen["stop"] is None:
             if d.best:
@@ -182,13 +192,15 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     watched = dict(variances=rule.variances, noise_level=rule.noise_level, pool=rule.pool,
                    rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
                              tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
-                             sample=rule.sample, settled=rule.settled))
+                             sample=rule.sample, settled=rule.settled, settled_residual=rule.settled_residual,
+                             settled_power=rule.settled_power))
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
                 psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
                 gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
                 fixed_iterations=r.iterations_run, paper_iterations=PAPER_ITERS[task],
                 seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
-                device=r.device), dict(case=name, iterations=iterations, scores=scores, **watched)
+                device=r.device), dict(case=name, iterations=iterations, scores=scores, losses=losses,
+                                   residuals=residuals, **watched)
 
 
 def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[dict, dict] | None:
@@ -247,7 +259,8 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
-           tolerance_power: float = 1.0, settled: float = 0.0):
+           tolerance_power: float = 1.0, settled: float = 0.0, settled_residual: float = 0.0,
+           settled_power: float = 2.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
     the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``).
 
@@ -260,12 +273,19 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
         watched = series["errors"]
     else:
         rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
-                                tolerance=tolerance, tolerance_power=tolerance_power, settled=settled)
+                                tolerance=tolerance, tolerance_power=tolerance_power, settled=settled,
+                                settled_residual=settled_residual, settled_power=settled_power)
         rule.noise_level = level
         watched = series["variances"]
+        if settled_residual > 0 and not series.get("residuals"):
+            raise SystemExit(f"error: --settled-residual: the series of {series['case']} has no residuals "
+                             "(saved before they were, or not an image-sized observation)")
+    residual = dict(zip(its, series.get("residuals") or []))
     first = watched[0][0] if watched else its[-1]
     best_it = max((i for i in its if i < first), default=its[0])   # before the window fills: the latest
     for it, value in watched:
+        if it in residual:
+            rule.residual = residual[it] / 255
         d = rule.judge(it, value)
         if d.best:
             best_it = it
@@ -286,8 +306,11 @@ def main_replay(args) -> None:
         power = r.get("tolerance_power", 1.0) if args.tolerance_power is None else args.tolerance_power
         tolerance = r.get("tolerance", 0.0) if args.tolerance is None else args.tolerance
         settled = r.get("settled", 0.0) if args.settled is None else args.settled / 255
+        settled_residual = r.get("settled_residual", 0.0) if args.settled_residual is None else \
+            args.settled_residual / 255
+        settled_power = r.get("settled_power", 2.0) if args.settled_power is None else args.settled_power
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   tolerance, level, power, settled)
+                                   tolerance, level, power, settled, settled_residual, settled_power)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
@@ -341,6 +364,11 @@ def main() -> None:
                    "pooled estimates or on a pixel sample (default: the preset's; the fit is the same)")
     p.add_argument("--settled", type=float, help="with --replay: the rule's absolute settled threshold, in grey "
                    "levels (default: the series' own; 0: off)")
+    p.add_argument("--settled-residual", type=float, metavar="R", help="with --replay: the settled threshold "
+                   "follows the estimate's residual rho to the observation: --settled x (rho / R) ** --settled-power "
+                   "(R in grey levels; default: the series' own; 0: off)")
+    p.add_argument("--settled-power", type=float, help="with --replay and --settled-residual: the power "
+                   "(default: the series' own, else 2)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
@@ -348,6 +376,10 @@ def main() -> None:
         raise SystemExit("error: --crop must be positive (0: no crop)")
     if not all(1 <= q <= 95 for q in args.jpeg_qualities):
         raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
+    if args.settled_residual is not None and not args.settled_residual >= 0:
+        raise SystemExit("error: --settled-residual must be 0 or more (grey levels)")
+    if args.settled_power is not None and not args.settled_power > 0:
+        raise SystemExit("error: --settled-power must be positive")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
     if args.betas is not None:

@@ -157,6 +157,16 @@ def test_synthetic_cases_are_drawn_reproducibly_at_their_noise_level(tmp_path):
     assert better[0] == "jpeg-astronaut-q50" and bench_stopping.psnr(better[2], clean) > bench_stopping.psnr(jpeg, clean) + 3
 
 
+def test_jpeg_cases_on_the_denoising_ground_truths(shared_data):
+    made = [c for c in bench_stopping.cases(shared_data, sigmas=(), images=(), jpeg_qualities=(20,))
+            if c[1] == "jpeg"]
+    assert [c[0] for c in made] == ["jpeg-F16-q20", "jpeg-kodim03-q20", "jpeg-peppers-q20"]
+    gt, _ = bench_stopping.npr.load_image(shared_data / "denoise-sigma25" / "kodim03_GT.png")
+    _, _, jpeg, clean, kw, _ = made[1]
+    assert torch.equal(clean, gt) and jpeg.shape == gt.shape and kw == {}
+    assert 25 < float(bench_stopping.psnr(jpeg, clean)) < 40
+
+
 def test_drawn_sigma_and_crop_case():
     assert bench_stopping.drawn_sigma("synthetic-coffee-s50") == 50
     assert bench_stopping.drawn_sigma("denoise-F16") == 25
@@ -215,6 +225,40 @@ def test_replay_of_a_settling_series_with_an_absolute_threshold(monkeypatch, cap
     for extra, stop in (([], "100"), (["--settled", "0.05"], "199"), (["--settled", "0"], "299")):
         rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), *extra))
         assert rows[0][:2] == ["sr4-x", stop]                   # the series' own threshold unless one is given
+
+
+def test_a_run_saves_the_loss_and_the_residual_per_iteration(monkeypatch, capsys, tmp_path):
+    run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path / "none"), "--images", "astronaut",
+             "--only", "jpeg", "--crop", "32", "--iterations", "4", "--out", str(tmp_path))
+    series = json.loads((tmp_path / "series" / "jpeg-astronaut-q10.json").read_text())
+    assert series["iterations"] == [0, 1, 2, 3] and len(series["losses"]) == 4
+    # the residual is the RMS of estimate minus observation in grey levels: the first estimates are far from it
+    assert len(series["residuals"]) == 4 and all(10 < r < 255 for r in series["residuals"])
+    assert all(loss > 0 for loss in series["losses"])
+
+
+def test_replay_with_a_threshold_following_the_residual(monkeypatch, capsys, tmp_path):
+    its = list(range(300))
+    rule = dict(window=50, patience=300, min_iterations=100, tolerance=0.0, tolerance_power=1.0, sample="pixels",
+                settled=0.0)
+    series = {"case": "jpeg-x", "iterations": its, "scores": [20 + i / 100 for i in its], "noise_level": None,
+              "pool": 1, "rule": rule, "variances": [(i, (10 / (1 + i) / 255) ** 2) for i in its[49:]],
+              "residuals": [5.0] * len(its)}
+    # windowed std 10 / (1 + i) grey levels; threshold 0.2 x (5 / 10) ** 2 = 0.05: reached at 199
+    kw = dict(settled=0.2 / 255, settled_residual=10 / 255)
+    assert bench_stopping.replay(series, 300, 100, 0.0, None, **kw) == (199, 199, pytest.approx(21.99))
+    assert bench_stopping.replay(series, 300, 100, 0.0, None, **kw, settled_power=1) == (
+        100, 100, pytest.approx(21.0))                                  # 0.2 x 5 / 10 = 0.1: at 100 already
+    stronger = dict(series, residuals=[20.0] * len(its))                # 0.8: the first judged iteration
+    assert bench_stopping.replay(stronger, 300, 100, 0.0, None, **kw) == (100, 100, pytest.approx(21.0))
+    (tmp_path / "jpeg-x.json").write_text(json.dumps(series))
+    rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--settled", "0.2",
+                               "--settled-residual", "10"))
+    assert rows[0][:2] == ["jpeg-x", "199"]
+    (tmp_path / "jpeg-x.json").write_text(json.dumps(dict(series, residuals=[])))
+    with pytest.raises(SystemExit, match="no residuals"):
+        run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--settled", "0.2",
+                 "--settled-residual", "10")
 
 
 # --- benchmarks/residual.py and benchmarks/stretch.py: their tables, on synthetic cases -----------

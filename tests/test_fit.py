@@ -544,6 +544,55 @@ def test_absolute_settled_threshold_without_a_noise_level():
     assert WindowedVariance().settled_std() == 0
 
 
+def test_settled_threshold_follows_the_residual_to_the_observation():
+    """With ``settled_residual`` and an observation, the settled threshold is ``settled`` x (residual /
+    settled_residual) ** settled_power, the residual measured on each estimate: the same jitter counts as
+    settled far from the observation and not near it. Without an observation it is ``settled``."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(1, 3, 16, 16, generator=g)
+    jitter = [0.004 * torch.randn(y.shape, generator=g) for _ in range(200)]
+
+    def first_stop(offset, **kw):
+        rule = WindowedVariance(window=5, patience=1000, min_iterations=10, sample="pixels", settled=0.005,
+                                settled_residual=0.1, **kw)
+        rule.observation = y
+        stops = ((t, rule.update(t, y + offset + j)) for t, j in enumerate(jitter))
+        stop, decision = next(((t, d) for t, d in stops if d.stop), (None, None))
+        return stop, rule, decision
+
+    far, rule, decision = first_stop(0.1)   # residual ~0.1: threshold ~0.005 > the jitter's std 0.004
+    assert far is not None and rule.residual == pytest.approx(0.1, rel=0.05)
+    assert rule.settled_std() == pytest.approx(0.005 * (rule.residual / 0.1) ** 2)
+    assert "at a residual of" in decision.reason
+    near, rule, _ = first_stop(0.05)           # residual ~0.05: threshold ~0.00125 < 0.004, never settled
+    assert near is None and rule.settled_std() < 0.002
+    weak, _, _ = first_stop(0.05, settled_power=0.1)   # a weaker scaling: threshold ~0.0047, settled again
+    assert weak is not None
+    plain = WindowedVariance(settled=0.005, settled_residual=0.1)
+    assert plain.settled_std() == 0.005                 # no observation, no residual: the threshold itself
+    assert "observation" not in rule.state_dict() and rule.state_dict()["residual"] == rule.residual
+    with pytest.raises(ValueError, match="settled_residual"):
+        WindowedVariance(settled_residual=-1)
+
+
+def test_fit_gives_the_observation_to_a_residual_scaled_rule_only_where_it_is_the_image():
+    from neuralprior.operators import Mask
+
+    y = torch.rand(1, 3, 32, 32)
+    net = SkipNet(in_channels=4, out_channels=3, channels_down=[4, 4], channels_up=[4, 4], channels_skip=2)
+    cfg = FitConfig(num_iter=3, lr=0.01)
+    rule = WindowedVariance(window=2, min_iterations=0, settled=0.001, settled_residual=0.05)
+    fit(y, net=net, config=cfg, stop=rule, seed=0)
+    assert rule.observation is not None and rule.residual > 0
+    masked = WindowedVariance(window=2, min_iterations=0, settled=0.001, settled_residual=0.05)
+    mask = (torch.rand(1, 1, 32, 32) > 0.5).float()
+    fit(y * mask, Mask(mask), net=net, config=cfg, stop=masked, seed=0)
+    assert masked.observation is None and masked.residual is None
+    plain = WindowedVariance(window=2, min_iterations=0, settled=0.001)
+    fit(y, net=net, config=cfg, stop=plain, seed=0)
+    assert plain.observation is None
+
+
 def test_pixel_sample_state_round_trip_and_older_states():
     seq = [(t, torch.rand(1, 3, 16, 16) / (1 + t)) for t in range(60)]
     a = WindowedVariance(window=5, patience=20, min_iterations=5, max_pixels=64, sample="pixels", settled=0.01)
