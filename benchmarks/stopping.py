@@ -192,8 +192,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     watched = dict(variances=rule.variances, noise_level=rule.noise_level, pool=rule.pool,
                    rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
                              tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
-                             sample=rule.sample, settled=rule.settled, settled_residual=rule.settled_residual,
-                             settled_power=rule.settled_power))
+                             sample=rule.sample, settled=rule.settled, residual_power=rule.residual_power))
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
                 psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
                 gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
@@ -259,8 +258,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
-           tolerance_power: float = 1.0, settled: float = 0.0, settled_residual: float = 0.0,
-           settled_power: float = 2.0):
+           tolerance_power: float = 1.0, settled: float = 0.0, residual_power: float = 0.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
     the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``).
 
@@ -274,11 +272,11 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
     else:
         rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
                                 tolerance=tolerance, tolerance_power=tolerance_power, settled=settled,
-                                settled_residual=settled_residual, settled_power=settled_power)
+                                residual_power=residual_power)
         rule.noise_level = level
         watched = series["variances"]
-        if settled_residual > 0 and not series.get("residuals"):
-            raise SystemExit(f"error: --settled-residual: the series of {series['case']} has no residuals "
+        if residual_power > 0 and not series.get("residuals"):
+            raise SystemExit(f"error: --residual-power: the series of {series['case']} has no residuals "
                              "(saved before they were, or not an image-sized observation)")
     residual = dict(zip(its, series.get("residuals") or []))
     first = watched[0][0] if watched else its[-1]
@@ -306,11 +304,9 @@ def main_replay(args) -> None:
         power = r.get("tolerance_power", 1.0) if args.tolerance_power is None else args.tolerance_power
         tolerance = r.get("tolerance", 0.0) if args.tolerance is None else args.tolerance
         settled = r.get("settled", 0.0) if args.settled is None else args.settled / 255
-        settled_residual = r.get("settled_residual", 0.0) if args.settled_residual is None else \
-            args.settled_residual / 255
-        settled_power = r.get("settled_power", 2.0) if args.settled_power is None else args.settled_power
+        residual_power = r.get("residual_power", 0.0) if args.residual_power is None else args.residual_power
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   tolerance, level, power, settled, settled_residual, settled_power)
+                                   tolerance, level, power, settled, residual_power)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
@@ -364,11 +360,9 @@ def main() -> None:
                    "pooled estimates or on a pixel sample (default: the preset's; the fit is the same)")
     p.add_argument("--settled", type=float, help="with --replay: the rule's absolute settled threshold, in grey "
                    "levels (default: the series' own; 0: off)")
-    p.add_argument("--settled-residual", type=float, metavar="R", help="with --replay: the settled threshold "
-                   "follows the estimate's residual rho to the observation: --settled x (rho / R) ** --settled-power "
-                   "(R in grey levels; default: the series' own; 0: off)")
-    p.add_argument("--settled-power", type=float, help="with --replay and --settled-residual: the power "
-                   "(default: the series' own, else 2)")
+    p.add_argument("--residual-power", type=float, metavar="P", help="with --replay: the rule watches the windowed "
+                   "std divided by the estimate's residual to the observation to the power P (default: the series' "
+                   "own; 0: the std itself)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
@@ -376,10 +370,8 @@ def main() -> None:
         raise SystemExit("error: --crop must be positive (0: no crop)")
     if not all(1 <= q <= 95 for q in args.jpeg_qualities):
         raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
-    if args.settled_residual is not None and not args.settled_residual >= 0:
-        raise SystemExit("error: --settled-residual must be 0 or more (grey levels)")
-    if args.settled_power is not None and not args.settled_power > 0:
-        raise SystemExit("error: --settled-power must be positive")
+    if args.residual_power is not None and not args.residual_power >= 0:
+        raise SystemExit("error: --residual-power must be 0 or more")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
     if args.betas is not None:

@@ -237,28 +237,23 @@ def test_a_run_saves_the_loss_and_the_residual_per_iteration(monkeypatch, capsys
     assert all(loss > 0 for loss in series["losses"])
 
 
-def test_replay_with_a_threshold_following_the_residual(monkeypatch, capsys, tmp_path):
-    its = list(range(300))
-    rule = dict(window=50, patience=300, min_iterations=100, tolerance=0.0, tolerance_power=1.0, sample="pixels",
+def test_replay_of_the_std_relative_to_the_residual(monkeypatch, capsys, tmp_path):
+    its = list(range(400))
+    rule = dict(window=50, patience=100, min_iterations=100, tolerance=0.0, tolerance_power=1.0, sample="pixels",
                 settled=0.0)
+    # std 10 x 0.99^i grey levels; residual 20 x 0.995^i to iteration 200, then falling 0.98 a step: the ratio
+    # std / residual^2 is lowest at 200
     series = {"case": "jpeg-x", "iterations": its, "scores": [20 + i / 100 for i in its], "noise_level": None,
-              "pool": 1, "rule": rule, "variances": [(i, (10 / (1 + i) / 255) ** 2) for i in its[49:]],
-              "residuals": [5.0] * len(its)}
-    # windowed std 10 / (1 + i) grey levels; threshold 0.2 x (5 / 10) ** 2 = 0.05: reached at 199
-    kw = dict(settled=0.2 / 255, settled_residual=10 / 255)
-    assert bench_stopping.replay(series, 300, 100, 0.0, None, **kw) == (199, 199, pytest.approx(21.99))
-    assert bench_stopping.replay(series, 300, 100, 0.0, None, **kw, settled_power=1) == (
-        100, 100, pytest.approx(21.0))                                  # 0.2 x 5 / 10 = 0.1: at 100 already
-    stronger = dict(series, residuals=[20.0] * len(its))                # 0.8: the first judged iteration
-    assert bench_stopping.replay(stronger, 300, 100, 0.0, None, **kw) == (100, 100, pytest.approx(21.0))
+              "pool": 1, "rule": rule, "variances": [(i, (10 * 0.99 ** i / 255) ** 2) for i in its[49:]],
+              "residuals": [20 * 0.995 ** min(i, 200) * 0.98 ** max(i - 200, 0) for i in its]}
+    assert bench_stopping.replay(series, 100, 100, 0.0, None, residual_power=2) == (300, 200, pytest.approx(22.0))
+    assert bench_stopping.replay(series, 100, 100, 0.0, None) == (399, 399, pytest.approx(23.99))   # the std alone
     (tmp_path / "jpeg-x.json").write_text(json.dumps(series))
-    rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--settled", "0.2",
-                               "--settled-residual", "10"))
-    assert rows[0][:2] == ["jpeg-x", "199"]
+    rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--residual-power", "2"))
+    assert rows[0][:3] == ["jpeg-x", "300", "200"]
     (tmp_path / "jpeg-x.json").write_text(json.dumps(dict(series, residuals=[])))
     with pytest.raises(SystemExit, match="no residuals"):
-        run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--settled", "0.2",
-                 "--settled-residual", "10")
+        run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--residual-power", "2")
 
 
 # --- benchmarks/residual.py and benchmarks/stretch.py: their tables, on synthetic cases -----------

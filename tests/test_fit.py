@@ -544,51 +544,58 @@ def test_absolute_settled_threshold_without_a_noise_level():
     assert WindowedVariance().settled_std() == 0
 
 
-def test_settled_threshold_follows_the_residual_to_the_observation():
-    """With ``settled_residual`` and an observation, the settled threshold is ``settled`` x (residual /
-    settled_residual) ** settled_power, the residual measured on each estimate: the same jitter counts as
-    settled far from the observation and not near it. Without an observation it is ``settled``."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.rand(1, 3, 16, 16, generator=g)
-    jitter = [0.004 * torch.randn(y.shape, generator=g) for _ in range(200)]
+def test_windowed_std_relative_to_the_residual_turns_where_the_residual_falls_faster():
+    """With ``residual_power`` p and a residual, the rule minimises std / residual ** p: a std that falls
+    at every step while the residual, from iteration 100, falls faster than std ** (1 / p) gives a
+    minimum at 100, returned, and a stop ``patience`` after it; the std alone never turns."""
+    def run(**kw):
+        rule = WindowedVariance(window=5, patience=50, min_iterations=0, **kw)
+        for it in range(300):
+            rule.residual = 0.1 * 0.995 ** min(it, 100) * 0.98 ** max(it - 100, 0)
+            d = rule.judge(it, (0.01 * 0.99 ** it) ** 2)
+            if d.stop:
+                return it, rule.best_iteration, d.reason
+        return None, rule.best_iteration, ""
 
-    def first_stop(offset, **kw):
-        rule = WindowedVariance(window=5, patience=1000, min_iterations=10, sample="pixels", settled=0.005,
-                                settled_residual=0.1, **kw)
-        rule.observation = y
-        stops = ((t, rule.update(t, y + offset + j)) for t, j in enumerate(jitter))
-        stop, decision = next(((t, d) for t, d in stops if d.stop), (None, None))
-        return stop, rule, decision
-
-    far, rule, decision = first_stop(0.1)   # residual ~0.1: threshold ~0.005 > the jitter's std 0.004
-    assert far is not None and rule.residual == pytest.approx(0.1, rel=0.05)
-    assert rule.settled_std() == pytest.approx(0.005 * (rule.residual / 0.1) ** 2)
-    assert "at a residual of" in decision.reason
-    near, rule, _ = first_stop(0.05)           # residual ~0.05: threshold ~0.00125 < 0.004, never settled
-    assert near is None and rule.settled_std() < 0.002
-    weak, _, _ = first_stop(0.05, settled_power=0.1)   # a weaker scaling: threshold ~0.0047, settled again
-    assert weak is not None
-    plain = WindowedVariance(settled=0.005, settled_residual=0.1)
-    assert plain.settled_std() == 0.005                 # no observation, no residual: the threshold itself
-    assert "observation" not in rule.state_dict() and rule.state_dict()["residual"] == rule.residual
-    with pytest.raises(ValueError, match="settled_residual"):
-        WindowedVariance(settled_residual=-1)
+    assert run(residual_power=2) == (150, 100, "windowed std / residual^2 has not decreased for 50 iterations "
+                                               "(minimum at iteration 100)")
+    assert run(residual_power=0) == (None, 299, "")              # the std itself: a new minimum every time
 
 
-def test_fit_gives_the_observation_to_a_residual_scaled_rule_only_where_it_is_the_image():
+def test_residual_to_the_observation_and_its_state():
+    y = torch.rand(1, 3, 16, 16)
+    rule = WindowedVariance(window=3, min_iterations=0, residual_power=1.5)
+    rule.observation = y
+    for it in range(5):
+        rule.update(it, y + 0.1)
+    assert rule.residual == pytest.approx(0.1, rel=1e-4)
+    state = rule.state_dict()
+    assert "observation" not in state and state["residual"] == rule.residual
+    other = WindowedVariance()
+    other.load_state_dict(state)
+    assert other.residual_power == 1.5 and other.best_variance == rule.best_variance
+    off = WindowedVariance(window=3)                       # residual_power 0: no residual is measured
+    off.observation = y
+    off.update(0, y + 0.1)
+    assert off.residual is None
+    with pytest.raises(ValueError, match="residual_power"):
+        WindowedVariance(residual_power=-1)
+
+
+def test_fit_gives_the_observation_to_a_residual_rule_only_where_it_is_the_image():
     from neuralprior.operators import Mask
 
     y = torch.rand(1, 3, 32, 32)
     net = SkipNet(in_channels=4, out_channels=3, channels_down=[4, 4], channels_up=[4, 4], channels_skip=2)
     cfg = FitConfig(num_iter=3, lr=0.01)
-    rule = WindowedVariance(window=2, min_iterations=0, settled=0.001, settled_residual=0.05)
+    rule = WindowedVariance(window=2, min_iterations=0, residual_power=2)
     fit(y, net=net, config=cfg, stop=rule, seed=0)
     assert rule.observation is not None and rule.residual > 0
-    masked = WindowedVariance(window=2, min_iterations=0, settled=0.001, settled_residual=0.05)
+    masked = WindowedVariance(window=2, min_iterations=0, residual_power=2)
     mask = (torch.rand(1, 1, 32, 32) > 0.5).float()
     fit(y * mask, Mask(mask), net=net, config=cfg, stop=masked, seed=0)
     assert masked.observation is None and masked.residual is None
-    plain = WindowedVariance(window=2, min_iterations=0, settled=0.001)
+    plain = WindowedVariance(window=2, min_iterations=0)
     fit(y, net=net, config=cfg, stop=plain, seed=0)
     assert plain.observation is None
 

@@ -178,9 +178,9 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             raise NeuralPriorError(f"the network takes {net.in_channels} input channels, the given input has {z.shape[1]}")
     net = net.to(dev).train()
     z, y = z.to(dev), y.to(dev).float()
-    if getattr(rule, "settled_residual", 0) > 0 and isinstance(operator, (Identity, nn.Identity)) \
+    if getattr(rule, "residual_power", 0) > 0 and isinstance(operator, (Identity, nn.Identity)) \
             and tuple(y.shape[-2:]) == (h, w):
-        rule.observation = y            # the settled threshold follows the estimate's residual to y
+        rule.observation = y            # the rule watches the windowed std relative to the residual to y
     if isinstance(operator, nn.Module):
         operator = operator.to(dev)
     use_graph = cfg.cuda_graph and dev.type == "cuda"

@@ -118,35 +118,33 @@ class WindowedVariance(StoppingRule):
         0-1 scale, below which the estimate counts as settled and the loop ends at a new minimum
         (super-resolution: the fit has no noise to reproduce and its quality rises ever more slowly).
         0 = off.
-    settled_residual : with ``settled`` and an :attr:`observation` (which :func:`~neuralprior.fit` sets
-        where the observation is an image of the estimate's size, e.g. JPEG artefacts): the threshold
-        follows the residual ρ, the RMS of the estimate minus the observation (0-1 scale) measured at
-        each step: it is ``settled`` x (ρ / ``settled_residual``) ** ``settled_power``. The residual
-        tracks the strength of what the fit should not reproduce (strong artefacts: large): a fit of
-        strong artefacts has reached its best while it still moves, one of weak artefacts goes on
-        gaining while it barely moves. 0 = the threshold is ``settled`` itself.
-    settled_power : the power of that scaling (default 2).
+    residual_power : with an :attr:`observation` (which :func:`~neuralprior.fit` sets where the
+        observation is an image of the estimate's size, e.g. JPEG artefacts): the rule watches the
+        windowed std divided by ρ ** ``residual_power`` instead of the std itself, ρ the RMS of the
+        estimate minus the observation. The std falls as the estimate settles and ρ as the fit
+        reproduces the observation; while the fit learns the image the std falls faster, once it
+        reproduces the artefacts ρ does, and the ratio turns. The estimate at its minimum is returned,
+        and the run ends ``patience`` iterations after it. A ratio, not a threshold: it needs no
+        level, which changes with the artefacts' strength. 0 = off (the std itself).
     """
 
     name = "auto"
 
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
                  max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0,
-                 sample: str = "pool", settled: float = 0.0, settled_residual: float = 0.0,
-                 settled_power: float = 2.0):
+                 sample: str = "pool", settled: float = 0.0, residual_power: float = 0.0):
         if sample not in ("pool", "pixels"):
             raise ValueError(f"sample must be 'pool' or 'pixels', got {sample!r}")
-        if not (settled_residual >= 0 and settled_power > 0):
-            raise ValueError(f"settled_residual must be 0 or more and settled_power positive, got "
-                             f"{settled_residual} and {settled_power}")
+        if not residual_power >= 0:
+            raise ValueError(f"residual_power must be 0 or more, got {residual_power}")
         self.window, self.patience, self.min_iterations = int(window), int(patience), int(min_iterations)
         self.max_pixels = int(max_pixels)
         self.tolerance = float(tolerance)
         self.tolerance_power = float(tolerance_power)
         self.sample, self.settled = sample, float(settled)
-        self.settled_residual, self.settled_power = float(settled_residual), float(settled_power)
+        self.residual_power = float(residual_power)
         self.noise_level: float | None = None
-        self.observation: torch.Tensor | None = None    # for settled_residual; not part of state_dict
+        self.observation: torch.Tensor | None = None    # for residual_power; not part of state_dict
         self.reset()
 
     def reset(self) -> None:
@@ -157,7 +155,7 @@ class WindowedVariance(StoppingRule):
         self.pool = 1
         self._pixels: torch.Tensor | None = None
         self.variances: list[tuple[int, float]] = []
-        self.residual: float | None = None      # the latest RMS residual to the observation (settled_residual)
+        self.residual: float | None = None      # the latest RMS residual to the observation (residual_power)
 
     def _shrink(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -176,7 +174,7 @@ class WindowedVariance(StoppingRule):
         return nnf.avg_pool2d(x, f) if f > 1 else x.clone()
 
     def update(self, iteration: int, estimate: torch.Tensor) -> Decision:
-        if self.settled_residual > 0 and self.observation is not None:
+        if self.residual_power > 0 and self.observation is not None:
             if self.observation.device != estimate.device:
                 self.observation = self.observation.to(estimate.device)
             self.residual = float((estimate.detach().float() - self.observation).square().mean().sqrt())
@@ -202,24 +200,32 @@ class WindowedVariance(StoppingRule):
     def settled_std(self) -> float:
         """The windowed std per pixel below which the estimate counts as settled (0: no such stop)."""
         if not self._relative():
-            if self.settled_residual > 0 and self.residual is not None:
-                return self.settled * (self.residual / self.settled_residual) ** self.settled_power
             return self.settled
         sigma = self.noise_level
         return self.tolerance * sigma * (sigma / REFERENCE_NOISE) ** (self.tolerance_power - 1)
 
+    def watched(self, var: float) -> float:
+        """What the rule minimises for a windowed variance ``var``: ``var`` itself, or with ``residual_power``
+        and a residual (:attr:`residual`), the square of the std divided by ρ ** ``residual_power``."""
+        if self.residual_power > 0 and self.residual is not None:
+            return var / self.residual ** (2 * self.residual_power) if self.residual > 0 else float("inf")
+        return var
+
     def judge(self, iteration: int, var: float) -> Decision:
-        """The decision for a windowed variance ``var`` (per pixel) at ``iteration``; :meth:`update` computes
-        it from the estimates, a saved series can be replayed through this directly."""
+        """The decision for a windowed variance ``var`` (per pixel) at ``iteration`` (and the latest
+        :attr:`residual`); :meth:`update` computes it from the estimates, a saved series can be replayed
+        through this directly."""
         self.variances.append((iteration, var))
-        decision, lowest = _at_lowest(self, iteration, var, self.best_variance, "windowed variance")
+        value = self.watched(var)
+        what = (f"windowed std / residual^{self.residual_power:g}" if self.residual_power > 0 and
+                self.residual is not None else "windowed variance")
+        decision, lowest = _at_lowest(self, iteration, value, self.best_variance, what)
         if lowest:
-            self.best_variance = var
+            self.best_variance = value
             limit = self.settled_std()
             if limit > 0 and var ** 0.5 <= limit:
                 scale = (f"{limit / self.noise_level:.3g} x the noise level" if self._relative()
-                         else f"{limit * 255:.3g} grey levels" + (
-                             f" at a residual of {self.residual * 255:.3g}" if self.residual is not None else ""))
+                         else f"{limit * 255:.3g} grey levels")
                 return Decision(best=True, stop=True, reason=f"estimate settled: windowed std below {limit:.3g} "
                                                              f"({scale})")
         return decision
