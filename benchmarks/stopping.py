@@ -192,7 +192,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     watched = dict(variances=rule.variances, noise_level=rule.noise_level, pool=rule.pool,
                    rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
                              tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
-                             sample=rule.sample, settled=rule.settled, residual_power=rule.residual_power))
+                             sample=rule.sample, settled=rule.settled, residual_power=rule.residual_power,
+                             rise=rule.rise))
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
                 psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
                 gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
@@ -258,7 +259,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
-           tolerance_power: float = 1.0, settled: float = 0.0, residual_power: float = 0.0):
+           tolerance_power: float = 1.0, settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
     the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``).
 
@@ -272,7 +273,7 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
     else:
         rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
                                 tolerance=tolerance, tolerance_power=tolerance_power, settled=settled,
-                                residual_power=residual_power)
+                                residual_power=residual_power, rise=rise)
         rule.noise_level = level
         watched = series["variances"]
         if residual_power > 0 and not series.get("residuals"):
@@ -305,8 +306,9 @@ def main_replay(args) -> None:
         tolerance = r.get("tolerance", 0.0) if args.tolerance is None else args.tolerance
         settled = r.get("settled", 0.0) if args.settled is None else args.settled / 255
         residual_power = r.get("residual_power", 0.0) if args.residual_power is None else args.residual_power
+        rise = r.get("rise", 0.0) if args.rise is None else args.rise
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   tolerance, level, power, settled, residual_power)
+                                   tolerance, level, power, settled, residual_power, rise)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
@@ -363,6 +365,9 @@ def main() -> None:
     p.add_argument("--residual-power", type=float, metavar="P", help="with --replay: the rule watches the windowed "
                    "std divided by the estimate's residual to the observation to the power P (default: the series' "
                    "own; 0: the std itself)")
+    p.add_argument("--rise", type=float, help="with --replay: the patience ends the run only once the watched "
+                   "quantity has risen this fraction above its minimum (default: the series' own; 0: the patience "
+                   "alone)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
@@ -372,6 +377,8 @@ def main() -> None:
         raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
     if args.residual_power is not None and not args.residual_power >= 0:
         raise SystemExit("error: --residual-power must be 0 or more")
+    if args.rise is not None and not args.rise >= 0:
+        raise SystemExit("error: --rise must be 0 or more")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
     if args.betas is not None:

@@ -248,6 +248,13 @@ def test_replay_of_the_std_relative_to_the_residual(monkeypatch, capsys, tmp_pat
               "residuals": [20 * 0.995 ** min(i, 200) * 0.98 ** max(i - 200, 0) for i in its]}
     assert bench_stopping.replay(series, 100, 100, 0.0, None, residual_power=2) == (300, 200, pytest.approx(22.0))
     assert bench_stopping.replay(series, 100, 100, 0.0, None) == (399, 399, pytest.approx(23.99))   # the std alone
+    # rise: the ratio must also have grown 50% above its minimum, (0.99 / 0.98^2)^n >= 1.5 from n = 14; a
+    # patience of 10 alone would stop at 210
+    assert bench_stopping.replay(series, 10, 100, 0.0, None, residual_power=2) == (210, 200, pytest.approx(22.0))
+    assert bench_stopping.replay(series, 10, 100, 0.0, None, residual_power=2, rise=0.5) == (
+        214, 200, pytest.approx(22.0))
+    assert bench_stopping.replay(series, 100, 100, 0.0, None, residual_power=2, rise=0.5) == (
+        300, 200, pytest.approx(22.0))
     (tmp_path / "jpeg-x.json").write_text(json.dumps(series))
     rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--residual-power", "2"))
     assert rows[0][:3] == ["jpeg-x", "300", "200"]

@@ -562,6 +562,29 @@ def test_windowed_std_relative_to_the_residual_turns_where_the_residual_falls_fa
     assert run(residual_power=0) == (None, 299, "")              # the std itself: a new minimum every time
 
 
+def test_rise_lets_a_plateau_run_on_and_ends_at_a_turn():
+    """``rise``: no new minimum for ``patience`` iterations is not enough, the watched std must also have
+    risen ``rise`` above its minimum: a plateau runs on, a turn ends the run."""
+    def std(it):        # falls to 1 at 50, a plateau (tiny wiggles above 1) to 150, then rises 1% a step
+        return 2 - it / 50 if it < 50 else 1 + 0.001 * (it % 2) if it < 150 else 1.01 ** (it - 150)
+
+    def run(**kw):
+        rule = WindowedVariance(window=5, patience=20, min_iterations=0, **kw)
+        for it in range(300):
+            d = rule.judge(it, std(it) ** 2)
+            if d.stop:
+                return it, rule.best_iteration, d.reason
+        return None, rule.best_iteration, ""
+
+    assert run()[:2] == (70, 50)                         # the patience alone: on the plateau
+    stop, best, reason = run(rise=0.1)
+    assert best == 50 and stop == 160 and std(stop) >= 1.1 > std(stop - 1)   # 10% above the minimum
+    assert reason.endswith("and it has risen 10% above that minimum")
+    assert run(rise=0.5)[0] == 191                       # 1.01^41 = 1.50
+    with pytest.raises(ValueError, match="rise"):
+        WindowedVariance(rise=-0.1)
+
+
 def test_residual_to_the_observation_and_its_state():
     y = torch.rand(1, 3, 16, 16)
     rule = WindowedVariance(window=3, min_iterations=0, residual_power=1.5)

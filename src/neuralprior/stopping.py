@@ -126,23 +126,26 @@ class WindowedVariance(StoppingRule):
         reproduces the artefacts ρ does, and the ratio turns. The estimate at its minimum is returned,
         and the run ends ``patience`` iterations after it. A ratio, not a threshold: it needs no
         level, which changes with the artefacts' strength. 0 = off (the std itself).
+    rise : the patience alone does not end the run: the watched std (or std / ρ ** ``residual_power``)
+        must also have risen to (1 + ``rise``) x its minimum (a turn, not a plateau on which the fit
+        may still be gaining). 0 = the patience alone.
     """
 
     name = "auto"
 
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
                  max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0,
-                 sample: str = "pool", settled: float = 0.0, residual_power: float = 0.0):
+                 sample: str = "pool", settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0):
         if sample not in ("pool", "pixels"):
             raise ValueError(f"sample must be 'pool' or 'pixels', got {sample!r}")
-        if not residual_power >= 0:
-            raise ValueError(f"residual_power must be 0 or more, got {residual_power}")
+        if not (residual_power >= 0 and rise >= 0):
+            raise ValueError(f"residual_power and rise must be 0 or more, got {residual_power} and {rise}")
         self.window, self.patience, self.min_iterations = int(window), int(patience), int(min_iterations)
         self.max_pixels = int(max_pixels)
         self.tolerance = float(tolerance)
         self.tolerance_power = float(tolerance_power)
         self.sample, self.settled = sample, float(settled)
-        self.residual_power = float(residual_power)
+        self.residual_power, self.rise = float(residual_power), float(rise)
         self.noise_level: float | None = None
         self.observation: torch.Tensor | None = None    # for residual_power; not part of state_dict
         self.reset()
@@ -220,6 +223,11 @@ class WindowedVariance(StoppingRule):
         what = (f"windowed std / residual^{self.residual_power:g}" if self.residual_power > 0 and
                 self.residual is not None else "windowed variance")
         decision, lowest = _at_lowest(self, iteration, value, self.best_variance, what)
+        if decision.stop and self.rise > 0:
+            grown = (value / self.best_variance) ** 0.5 - 1         # on the scale of the std
+            if grown < self.rise:                                   # not yet risen: a plateau, go on
+                return Decision()
+            decision.reason += f", and it has risen {grown:.0%} above that minimum"
         if lowest:
             self.best_variance = value
             limit = self.settled_std()
