@@ -298,6 +298,7 @@ def main_replay(args) -> None:
     if not files:
         raise SystemExit(f"error: no saved series (*.json) in {args.replay}")
     print("| case | auto stop | returned | quality | oracle peak (it) | gap |\n|---|---|---|---|---|---|")
+    gaps, used, run = [], 0, 0
     for f in files:
         s = json.loads(f.read_text())
         r = s["rule"]
@@ -312,6 +313,9 @@ def main_replay(args) -> None:
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
+        gaps.append(s["scores"][peak] - score)
+        used, run = used + stop + 1, run + s["iterations"][-1] + 1
+    print(f"\nworst gap {max(gaps):.2f} dB; iterations to the stops {used} of the runs' {run} ({used / run:.0%})")
 
 
 def main_masks(args) -> None:

@@ -256,8 +256,9 @@ def test_replay_of_the_std_relative_to_the_residual(monkeypatch, capsys, tmp_pat
     assert bench_stopping.replay(series, 100, 100, 0.0, None, residual_power=2, rise=0.5) == (
         300, 200, pytest.approx(22.0))
     (tmp_path / "jpeg-x.json").write_text(json.dumps(series))
-    rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--residual-power", "2"))
-    assert rows[0][:3] == ["jpeg-x", "300", "200"]
+    lines = run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--residual-power", "2")
+    assert table_rows(lines)[0][:3] == ["jpeg-x", "300", "200"]
+    assert lines[-1] == "worst gap 1.99 dB; iterations to the stops 301 of the runs' 400 (75%)"
     (tmp_path / "jpeg-x.json").write_text(json.dumps(dict(series, residuals=[])))
     with pytest.raises(SystemExit, match="no residuals"):
         run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--residual-power", "2")
