@@ -77,11 +77,11 @@ def test_jpeg_artefact_removal_gains_psnr(astronaut_crop, tmp_path):
     Image.fromarray(to_array(astronaut_crop)).save(tmp_path / "q10.jpg", quality=10)   # strong blocking, ringing
     jpeg, _ = load_image(tmp_path / "q10.jpg")
     before = psnr(jpeg, astronaut_crop)                            # about 26.4 dB
-    r = neuralprior.restore("jpeg", jpeg, device="cpu", num_iter=500, stop="none", seed=0)
+    r = neuralprior.restore("jpeg", jpeg, device="cpu", num_iter=500, seed=0)     # the default preset and its stop
     gain = psnr(r.image, astronaut_crop) - before
-    # measured: +0.53 dB after 500 iterations with bfloat16 autocast (AVX512-BF16 CPU), +0.61 in float32
+    # measured: +0.47 dB with bfloat16 autocast (AVX512-BF16 CPU), Adam betas (0.8, 0.9), the rule not yet turned at 500
     assert gain > 0.25, f"JPEG artefact removal gained only {gain:.2f} dB"
-    assert r.iterations_run == 500 and r.image.shape == jpeg.shape
+    assert r.image.shape == jpeg.shape
 
 
 # --- (c) inpainting --------------------------------------------------------------------------

@@ -51,6 +51,12 @@ HELD_OUT_STOP = dict(fraction=0.05, patience=500, min_iterations=100, stretch=0.
 # that the threshold means the same at any image size) falls to SR_SETTLED grey levels (docs/stopping.md)
 SR_SETTLED = 0.12
 SR_STOP = dict(sample="pixels", settled=SR_SETTLED / 255)
+# JPEG artefacts: with SHORT_BETAS the fit of strong artefacts peaks within the 2400 iterations, then slowly reproduces
+# them; weak ones it goes on gaining from for all 2400. The rule watches the windowed std of a pixel sample divided by
+# the residual to the JPEG image to the power 1.5 (a ratio, no level: the right level changes with the artefacts'
+# strength), returns the estimate at its minimum, and ends the run once the ratio has turned: 100 iterations past its
+# minimum and 5% above it, not before iteration 300 (docs/stopping.md)
+JPEG_STOP = dict(sample="pixels", residual_power=1.5, rise=0.05, min_iterations=300, patience=100)
 # the light hourglass with zero padding and nearest upsampling, for SURE denoising: 20% less per iteration than
 # reflection padding and bilinear upsampling, at equal or better quality per iteration (docs/performance.md).
 # Not for super-resolution (it plateaus 0.7 dB lower) or inpainting (zero padding no faster to its target).
@@ -119,8 +125,10 @@ def _presets() -> list[Preset]:
           description="Deep Decoder (Heckel & Hand 2019), under-parameterised"),
         # blind JPEG artefact removal
         P("default", "jpeg", network_args=LIGHT_NET,
-          fit=FitConfig(num_iter=2400, lr=0.01, reg_noise_std=1 / 30, ema=0.99, **FAST),
-          description="light hourglass, bfloat16 where fast, automatic stop"),
+          fit=FitConfig(num_iter=2400, lr=0.01, reg_noise_std=1 / 30, ema=0.99, betas=SHORT_BETAS, **FAST),
+          stop_args=JPEG_STOP,
+          description="light hourglass, Adam betas (0.8, 0.9), bfloat16 where fast, automatic stop on the windowed "
+                      "std relative to the residual"),
         P("paper", "jpeg",
           network_args=dict(in_channels=3, channels_down=[8, 16, 32, 64, 128], channels_up=[8, 16, 32, 64, 128],
                             channels_skip=[0, 0, 0, 4, 4]),
