@@ -160,6 +160,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         rule.sample = args.sample
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
+    if getattr(rule, "residual_power", 0) > 0 and task in ("denoise", "jpeg"):     # and the observation
+        rule.observation = y
     scores: list[float] = []
     iterations: list[int] = []
     losses: list[float] = []

@@ -235,6 +235,7 @@ def test_a_run_saves_the_loss_and_the_residual_per_iteration(monkeypatch, capsys
     # the residual is the RMS of estimate minus observation in grey levels: the first estimates are far from it
     assert len(series["residuals"]) == 4 and all(10 < r < 255 for r in series["residuals"])
     assert all(loss > 0 for loss in series["losses"])
+    assert (series["rule"]["residual_power"], series["rule"]["rise"]) == (1.5, 0.05)     # the JPEG preset's rule
 
 
 def test_replay_of_the_std_relative_to_the_residual(monkeypatch, capsys, tmp_path):
