@@ -597,6 +597,10 @@ def test_residual_to_the_observation_and_its_state():
     other = WindowedVariance()
     other.load_state_dict(state)
     assert other.residual_power == 1.5 and other.best_variance == rule.best_variance
+    older = {k: v for k, v in WindowedVariance(window=3).state_dict().items() if k not in ("residual_power", "rise")}
+    resumed = WindowedVariance(residual_power=1.5, rise=0.05)
+    resumed.load_state_dict(older)          # a checkpoint from before the ratio: it goes on watching the std itself
+    assert (resumed.residual_power, resumed.rise) == (0, 0)
     off = WindowedVariance(window=3)                       # residual_power 0: no residual is measured
     off.observation = y
     off.update(0, y + 0.1)

@@ -246,6 +246,8 @@ class WindowedVariance(StoppingRule):
         if state.get("rule", self.name) != self.name:
             raise NeuralPriorError("the checkpoint was made with another stopping rule: resume it with the same --stop")
         vars(self).update(state)
+        if "residual_power" not in state:       # saved before the residual ratio existed: it watched the std itself
+            self.residual_power, self.rise = 0.0, 0.0
         if "sample" not in state:               # saved before the pixel sample existed: the variances are pooled
             self.sample = "pool"
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
