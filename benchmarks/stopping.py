@@ -48,7 +48,7 @@ from neuralprior.metrics import psnr, psnr_y
 from neuralprior.fit import noise_level
 from neuralprior.presets import get_preset
 from neuralprior.operators import Mask
-from neuralprior.stopping import HeldOutError, WindowedVariance
+from neuralprior.stopping import HeldOutError, WindowedVariance, residual_rms
 from neuralprior.tasks import _hold_out          # how restore() holds pixels out for the inpainting stop
 
 PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000, "jpeg": 2400}
@@ -160,12 +160,13 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         rule.sample = args.sample
     if preset.fit.loss == "sure":                         # as fit() does: the rule knows the noise level
         rule.noise_level = noise_level(y, preset.fit)
-    if getattr(rule, "residual_power", 0) > 0 and task in ("denoise", "jpeg"):     # and the observation
+    image_sized = task in ("denoise", "jpeg")            # the observation is an image of the estimate (F = identity)
+    if image_sized and rule.residual_power > 0:          # as fit() does: the rule watches the residual to it
         rule.observation = y
     scores: list[float] = []
     iterations: list[int] = []
     losses: list[float] = []
-    residuals: list[float] = []     # where the observation is an image of the estimate's shape (denoising, JPEG)
+    residuals: list[float] = []     # where the observation is an image of the estimate (denoising, JPEG)
     seen = {"stop": None, "best_it": -1, "best_score": None}
     t0 = time.perf_counter()
 
@@ -174,8 +175,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         scores.append(s)                 # iterations the divergence guard rolls back report nothing
         iterations.append(state.iteration)
         losses.append(state.loss)
-        if state.estimate.shape == y.shape:     # RMS of the estimate's residual to the observation, grey levels
-            residuals.append(255 * float((state.estimate.cpu().float() - y).pow(2).mean().sqrt()))
+        if image_sized:                  # RMS of the estimate's residual to the observation, grey levels
+            residuals.append(255 * residual_rms(state.estimate.cpu(), y))
         d = rule.update(state.iteration, state.estimate)
         if seen["stop"] is None:
             if d.best:

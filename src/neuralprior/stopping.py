@@ -180,7 +180,7 @@ class WindowedVariance(StoppingRule):
         if self.residual_power > 0 and self.observation is not None:
             if self.observation.device != estimate.device:
                 self.observation = self.observation.to(estimate.device)
-            self.residual = float((estimate.detach().float() - self.observation).square().mean().sqrt())
+            self.residual = residual_rms(estimate, self.observation)
         x = self._shrink(estimate)
         if getattr(self, "_legacy", False):
             self.best_variance *= self.pool ** 2
@@ -251,6 +251,12 @@ class WindowedVariance(StoppingRule):
         if "sample" not in state:               # saved before the pixel sample existed: the variances are pooled
             self.sample = "pool"
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
+
+
+def residual_rms(estimate: torch.Tensor, observation: torch.Tensor) -> float:
+    """RMS of ``estimate`` minus ``observation`` (same scale as the images), the residual
+    :class:`WindowedVariance` divides by with ``residual_power``."""
+    return float((estimate.detach().float() - observation).square().mean().sqrt())
 
 
 class HeldOutError(StoppingRule):
