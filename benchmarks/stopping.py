@@ -23,7 +23,10 @@ synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astrona
 x4 super-resolution of their centred 256x256 crops (``synthetic-sr4-*``, made as Set5's low-resolution
 images are), noisy inpainting on the same images (sigma 25, half the pixels missing at random), and JPEG artefacts
 on them and on the three denoising images' ground truths (quality 10, ``--jpeg-qualities``; the paper's JPEG example
-has no ground truth).
+has no ground truth), or on the images named by ``--jpeg-images`` only (any clean image of the data folder, by
+name, or of scikit-image):
+
+    python benchmarks/stopping.py --only jpeg --jpeg-images butterfly house --jpeg-qualities 5 --crop 256 --iterations 2400
 """
 from __future__ import annotations
 
@@ -61,11 +64,37 @@ def _tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(a[..., None] if a.ndim == 2 else a).permute(2, 0, 1)[None].contiguous()
 
 
-def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_qualities=(10,)):
+GROUND_TRUTHS = {**{n: f"denoise-sigma25/{n}_GT.png" for n in ("F16", "kodim03", "peppers")},
+                 **{n: f"inpaint-half/{n}_GT.png" for n in ("barbara", "boat", "house")},          # greyscale
+                 **{n: f"sr-set5/{n}_GT.png" for n in ("baby", "bird", "butterfly", "head", "woman")},
+                 "zebra": "examples/zebra_GT.png", "kate": "examples/kate.png", "vase": "examples/vase.png",
+                 "library": "examples/library.png"}
+"""The clean images of the data folder, by name, that JPEG cases can be made of (``--jpeg-images``)."""
+
+
+def jpeg_source(data: Path, name: str) -> Image.Image:
+    """A clean image to compress: a ground truth of the data folder (``GROUND_TRUTHS``, greyscale ones kept
+    greyscale) or a scikit-image image (``skimage.data`` name)."""
+    if name in GROUND_TRUTHS:
+        path = data / GROUND_TRUTHS[name]
+        if not path.is_file():
+            raise SystemExit(f"error: --jpeg-images: {name!r} needs {path}, which is not there")
+        im = Image.open(path)
+        return im if im.mode == "L" else im.convert("RGB")
+    from skimage import data as skd
+
+    if not callable(getattr(skd, name, None)):
+        raise SystemExit(f"error: --jpeg-images: {name!r} is neither a ground truth of the data folder "
+                         f"({', '.join(GROUND_TRUTHS)}) nor a scikit-image image")
+    return Image.fromarray(getattr(skd, name)())
+
+
+def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_qualities=(10,), jpeg_images=None):
     """(name, task, observation, ground truth, kwargs, metric); ``sigmas``: the synthetic noise levels,
     ``images``: the scikit-image images (``skimage.data`` names) they are added to; ``jpeg_qualities``:
     the JPEG qualities (Pillow's 1 to 95 scale, its default 4:2:0 chroma subsampling) of the synthetic
-    JPEG cases on the same images."""
+    JPEG cases on the same images and on the denoising ground truths, or, given ``jpeg_images``, on
+    those images only (``jpeg_source`` names)."""
     if (data / "denoise-sigma25").is_dir():
         for n in ("F16", "kodim03", "peppers"):
             y, _ = npr.load_image(data / "denoise-sigma25" / f"{n}_noisy.png")
@@ -114,9 +143,10 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
         mask = (torch.rand(1, 1, *clean.shape[-2:], generator=g) > 0.5).float()
         noisy = torch.round((clean + 25 / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
         yield f"synthetic-inpaint-{img_name}-s25", "inpaint", noisy * mask, clean, {"mask": mask}, psnr
-    if (data / "denoise-sigma25").is_dir():      # the denoising images' ground truths, for JPEG cases too
-        photos.update({n: Image.open(data / "denoise-sigma25" / f"{n}_GT.png").convert("RGB")
-                       for n in ("F16", "kodim03", "peppers")})
+    if jpeg_images is not None:                  # JPEG cases of the images named, and of no other
+        photos = {n: jpeg_source(data, n) for n in jpeg_images}
+    elif (data / "denoise-sigma25").is_dir():    # the denoising images' ground truths, for JPEG cases too
+        photos.update({n: jpeg_source(data, n) for n in ("F16", "kodim03", "peppers")})
     for img_name in photos:         # JPEG artefacts: the image compressed, decoded, and restored (F = identity)
         clean = _tensor(photos[img_name])
         for q in jpeg_qualities:
@@ -357,6 +387,9 @@ def main() -> None:
                    help="the optimiser's betas replaced by these (each in [0, 1))")
     p.add_argument("--jpeg-qualities", type=int, nargs="+", default=[10],
                    help="JPEG qualities (1 to 95) of the synthetic JPEG cases (default: %(default)s)")
+    p.add_argument("--jpeg-images", nargs="+", metavar="NAME",
+                   help="the JPEG cases made of these images only: ground truths of the data folder (F16, barbara, "
+                        "bird, zebra, ...) or scikit-image images (default: --images and the denoising ground truths)")
     p.add_argument("--replay", metavar="DIR", help="no fitting: replay the saved series in DIR (an --out/series "
                                                    "folder) with other rule settings, given below")
     p.add_argument("--patience", type=int)
@@ -404,6 +437,10 @@ def main() -> None:
     unknown = [n for n in args.images if not callable(getattr(skd, n, None))]
     if unknown:
         raise SystemExit(f"error: --images: no scikit-image image named {unknown[0]!r}")
+    # the cases before anything is written (a bad --jpeg-images name ends the run here)
+    todo = list(cases(Path(args.data), args.sigmas, args.images, args.jpeg_qualities, args.jpeg_images))
+    if args.only:           # the cases named, in the order named
+        todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else \
@@ -415,9 +452,6 @@ def main() -> None:
     md.write_text(f"Machine: {machine}. Preset: {args.preset}{changed}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it "
                   "| s to stop | before the stretch |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-    todo = list(cases(Path(args.data), args.sigmas, args.images, args.jpeg_qualities))
-    if args.only:           # the cases named, in the order named
-        todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
     for name, task, y, gt, kw, metric in (crop_case(c, args.crop) for c in todo):
         r, series = run_case(name, task, y, gt, kw, metric, args)
         rows.append(r)

@@ -167,6 +167,29 @@ def test_jpeg_cases_on_the_denoising_ground_truths(shared_data):
     assert 25 < float(bench_stopping.psnr(jpeg, clean)) < 40
 
 
+def test_jpeg_cases_of_named_images_only(tmp_path):
+    made = [c for c in bench_stopping.cases(tmp_path, sigmas=(), images=("astronaut",), jpeg_qualities=(5, 70),
+                                            jpeg_images=("camera",)) if c[1] == "jpeg"]
+    assert [c[0] for c in made] == ["jpeg-camera-q5", "jpeg-camera-q70"]      # astronaut makes no JPEG case now
+    (_, _, strong, clean, _, _), (_, _, mild, clean2, _, _) = made
+    assert clean.shape == (1, 1, 512, 512) and torch.equal(clean, clean2)      # camera is greyscale, kept so
+    assert bench_stopping.psnr(mild, clean) > bench_stopping.psnr(strong, clean) + 5
+    with pytest.raises(SystemExit, match="'house' needs .*house_GT.png, which is not there"):
+        list(bench_stopping.cases(tmp_path, sigmas=(), images=(), jpeg_images=("house",)))
+    with pytest.raises(SystemExit, match="'nope' is neither a ground truth of the data folder"):
+        list(bench_stopping.cases(tmp_path, sigmas=(), images=(), jpeg_images=("nope",)))
+
+
+def test_jpeg_cases_of_the_data_folders_ground_truths(shared_data):
+    made = [c for c in bench_stopping.cases(shared_data, sigmas=(), images=(), jpeg_qualities=(5,),
+                                            jpeg_images=("house", "butterfly", "zebra")) if c[1] == "jpeg"]
+    assert [c[0] for c in made] == ["jpeg-house-q5", "jpeg-butterfly-q5", "jpeg-zebra-q5"]
+    shapes = [c[3].shape for c in made]
+    assert shapes == [(1, 1, 256, 256), (1, 3, 256, 256), (1, 3, 388, 584)]   # house greyscale, as in the data
+    gt, _ = bench_stopping.npr.load_image(shared_data / "sr-set5" / "butterfly_GT.png")
+    assert torch.equal(made[1][3], gt) and 18 < float(bench_stopping.psnr(made[1][2], gt)) < 30
+
+
 def test_drawn_sigma_and_crop_case():
     assert bench_stopping.drawn_sigma("synthetic-coffee-s50") == 50
     assert bench_stopping.drawn_sigma("denoise-F16") == 25
@@ -189,7 +212,8 @@ def test_stopping_refuses_bad_settings_before_writing_anything(monkeypatch, caps
     out.mkdir()
     (out / "stopping.md").write_text("kept")
     for bad, message in ((["--jpeg-qualities", "0"], "between 1 and 95"), (["--sigma-p", "-1"], "0 or more"),
-                         (["--betas", "0.9", "1"], r"two numbers in \[0, 1\)")):
+                         (["--betas", "0.9", "1"], r"two numbers in \[0, 1\)"),
+                         (["--jpeg-images", "nope"], "neither a ground truth")):
         with pytest.raises(SystemExit, match=message):
             run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path), "--out", str(out), *bad)
     assert (out / "stopping.md").read_text() == "kept"
