@@ -121,6 +121,10 @@ LEVERS = {
         "sigma-p0.06": ({}, dict(reg_noise_std=0.06)),
         "wide-top-sigma-p0.01": (WIDE_TOP, dict(reg_noise_std=0.01)),
         "wide-top": (WIDE_TOP, {}),
+        # two fits from different seeds, their estimates averaged (each "iteration" is one step of both), with the
+        # default's network or the wider top's (the inpainting `quality` preset's network)
+        "restarts-2": ({}, {}),
+        "wide-top-restarts-2": (WIDE_TOP, {}),
         "paper-width": (PAPER_WIDTH, {}),
         "float32": ({}, dict(precision="float32", channels_last=False)),
         "zero-pad": (dict(pad="zero"), {}),
@@ -245,10 +249,10 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     net = preset.build_network(gt.shape[1], seed=seed)
     if name == "unfused":           # the same network computed layer by layer (no fused SkipNet levels)
         set_fused(net, False)
-    if name in ("coarse-to-fine", "restarts-2"):
+    if name == "coarse-to-fine" or name.endswith("restarts-2"):
         if auto:
             raise SystemExit(f"error: lever {name} runs without --stop auto")
-        return run_staged(name, y, gt, operator, metric, preset, net, iterations, seed)
+        return run_staged(name, y, gt, operator, metric, preset, net, iterations, seed, progress)
     rule, whole = (preset.stopping_rule() if auto else "none"), None
     if auto and task == "inpaint" and preset.held_out and not name.startswith("held-out-"):
         # restore()'s stop: 5% of the known pixels held out (before any lever reads the observation), then the stretch
@@ -380,8 +384,10 @@ def _series(seen: dict[int, float], iterations: int) -> list[float]:
     return scores
 
 
-def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed: int):
-    """The two levers made of several fits (denoising only): ``coarse-to-fine`` and ``restarts-2``."""
+def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed: int, progress: int = 0):
+    """The levers made of several fits: ``coarse-to-fine`` (denoising) and ``restarts-2`` (any task, and
+    ``wide-top-restarts-2``). ``progress`` > 0: every that many iterations the quality goes to stderr (for
+    restarts, that of each fit alone and of their average)."""
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
     if name == "coarse-to-fine":
@@ -392,15 +398,27 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
                 callback=lambda s: seen.__setitem__(s.iteration, metric(up(s.estimate.cpu()).clamp(0, 1), gt)))
         npr.fit(y, net=net, config=replace(preset.fit, num_iter=iterations - coarse), stop="none", seed=seed,
                 callback=lambda s: seen.__setitem__(coarse + s.iteration, metric(s.estimate.cpu(), gt)))
-    else:       # restarts-2: the first fit's estimates are kept (on the CPU) to average with the second's
-        first: dict[int, torch.Tensor] = {}
-        npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed,
-                callback=lambda s: first.__setitem__(s.iteration, s.estimate.cpu()))
-        for it in range(1, iterations):         # an iteration rolled back by the guard keeps the previous estimate
-            first.setdefault(it, first[it - 1])
-        npr.fit(y, operator, net=preset.build_network(gt.shape[1], seed=seed + 1), config=preset.fit, stop="none",
-                seed=seed + 1, callback=lambda s: seen.__setitem__(
-                    s.iteration, metric((first.pop(s.iteration) + s.estimate.cpu()) / 2, gt)))
+        return _series(seen, iterations), (time.perf_counter() - t0) / iterations, None
+    first: dict[int, torch.Tensor] = {}     # restarts-2: the first fit's estimates, kept (on the CPU) to average
+
+    def keep(s):
+        first[s.iteration] = s.estimate.detach().to("cpu", copy=True)     # fit() updates its estimate in place
+        if progress and (s.iteration + 1) % progress == 0:
+            print(f"{name}: first fit, iteration {s.iteration + 1}, {metric(first[s.iteration], gt):.2f}, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+    def average(s):
+        one = first.pop(s.iteration)
+        seen[s.iteration] = metric((one + s.estimate.cpu()) / 2, gt)
+        if progress and (s.iteration + 1) % progress == 0:
+            print(f"{name}: iteration {s.iteration + 1}, first fit {metric(one, gt):.2f}, second "
+                  f"{metric(s.estimate.cpu(), gt):.2f}, average {seen[s.iteration]:.2f}, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed, callback=keep)
+    for it in range(1, iterations):         # an iteration rolled back by the guard keeps the previous estimate
+        first.setdefault(it, first[it - 1])
+    npr.fit(y, operator, net=preset.build_network(gt.shape[1], seed=seed + 1), config=preset.fit, stop="none",
+            seed=seed + 1, callback=average)
     return _series(seen, iterations), (time.perf_counter() - t0) / iterations, None
 
 

@@ -374,3 +374,26 @@ def test_levers_name_any_betas_for_any_task():
     assert levers.lever("denoise", "betas-0.5-0.99") == ({}, {"betas": (0.5, 0.99)})
     assert levers.lever("super-resolve", "default") == levers.LEVERS["other"]["default"]
     assert levers.lever("inpaint", "betas-0.8") is None and levers.lever("denoise", "no-such-lever") is None
+
+
+def test_restarts_average_the_two_fits_estimates_of_the_same_iteration():
+    """``restarts-2`` scores, at each iteration, the average of both seeds' estimates of that iteration
+    (fit() updates its running estimate in place, so each must be copied when kept)."""
+    from neuralprior import fit
+    from neuralprior.metrics import psnr
+    from neuralprior.operators import Mask
+    from neuralprior.tasks import _configured_preset
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(1, 1, 32, 32, generator=g)
+    op = Mask((torch.rand(1, 1, 32, 32, generator=g) > 0.5).float())
+    y = gt * op.mask
+    preset = _configured_preset("inpaint", "default", dict(num_iter=5))
+    scores, _, _ = levers.run_staged("restarts-2", y, gt, op, psnr, preset, preset.build_network(1, seed=0), 5, 0)
+    kept = {0: [], 1: []}
+    for seed in (0, 1):
+        fit(y, op, net=preset.build_network(1, seed=seed), config=preset.fit, stop="none", seed=seed,
+            callback=lambda s, k=kept[seed]: k.append(s.estimate.detach().clone()))
+    expected = [psnr((a + b) / 2, gt) for a, b in zip(kept[0], kept[1])]
+    assert scores == pytest.approx(expected, abs=1e-4)
+    assert psnr((kept[0][0] + kept[1][0]) / 2, gt) != pytest.approx(psnr((kept[0][-1] + kept[1][0]) / 2, gt), abs=1e-3)

@@ -34,7 +34,8 @@ class FitState:
     iteration: int                  # 0-based index of the step just taken
     loss: float                     # data term + regulariser of this step
     output: torch.Tensor            # raw network output f_theta(z + noise), cropped to the image size
-    estimate: torch.Tensor          # the running estimate (output average when config.ema > 0)
+    estimate: torch.Tensor          # the running estimate (output average when config.ema > 0); the next
+                                    # step updates it in place: clone it to keep it
     lr: float
     psnr: float | None = None       # of the estimate against x_true, when given
     best_iteration: int = -1        # iteration of the estimate the stopping rule keeps
