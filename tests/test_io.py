@@ -495,3 +495,19 @@ def test_fuzz_truncated_and_corrupted_valid_files(tmp_path, data):
     path = tmp_path / f"fuzz{data.draw(st.sampled_from([ext, '.png', '.tif']), label='ext')}"
     path.write_bytes(bytes(blob))
     _load_or_raise_cleanly(path)
+
+
+@pytest.mark.parametrize("quality", [2, 5, 10, 20, 35, 50, 70, 90, 100])
+def test_jpeg_quality_reads_the_quality_a_file_was_saved_with(tmp_path, rgb_array, quality):
+    from neuralprior.io import jpeg_quality
+
+    Image.fromarray(rgb_array).save(tmp_path / "a.jpg", quality=quality)
+    Image.fromarray(rgb_array).convert("L").save(tmp_path / "g.jpg", quality=quality)
+    assert jpeg_quality(tmp_path / "a.jpg") == jpeg_quality(tmp_path / "g.jpg") == quality
+
+
+def test_jpeg_quality_of_files_that_are_no_jpeg(tmp_path, rgb_array):
+    from neuralprior.io import jpeg_quality
+
+    Image.fromarray(rgb_array).save(tmp_path / "a.png")
+    assert jpeg_quality(tmp_path / "a.png") is None

@@ -155,6 +155,32 @@ def load_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
     return x.contiguous(), ImageInfo(mode=mode, bit_depth=depth, alpha=alpha, format=fmt)
 
 
+# the luminance quantisation table of the JPEG standard (Annex K), which the IJG library scales by quality
+_JPEG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                   14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                   49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def _ijg_table(quality: int) -> list[int]:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [min(max((q * scale + 50) // 100, 1), 255) for q in _JPEG_LUMINANCE]
+
+
+def jpeg_quality(path: str | os.PathLike) -> int | None:
+    """The quality (1 to 100, the IJG scale of Pillow, libjpeg and most cameras' software) whose luminance
+    table is nearest to a JPEG file's, or None when the file is no JPEG or has no quantisation table.
+
+    Tables not made by that scaling (some cameras') give the nearest quality all the same: an estimate of how
+    strongly the image was compressed, not a certainty.
+    """
+    with Image.open(path) as im:
+        tables = getattr(im, "quantization", None) if im.format == "JPEG" else None
+    if not tables or 0 not in tables or len(tables[0]) != 64:
+        return None
+    seen = sorted(int(v) for v in tables[0])       # sorted: the same whatever order the table is given in
+    return min(range(1, 101), key=lambda q: sum(abs(a - b) for a, b in zip(seen, sorted(_ijg_table(q)))))
+
+
 def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> torch.Tensor:
     """Read a mask image as a (1, 1, H, W) float tensor: 1 = known pixel (non-zero), 0 = missing.
 
