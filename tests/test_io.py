@@ -511,3 +511,7 @@ def test_jpeg_quality_of_files_that_are_no_jpeg(tmp_path, rgb_array):
 
     Image.fromarray(rgb_array).save(tmp_path / "a.png")
     assert jpeg_quality(tmp_path / "a.png") is None
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    assert jpeg_quality(tmp_path / "b.jpg") is None
+    with pytest.raises(NeuralPriorError, match="no such file"):
+        jpeg_quality(tmp_path / "missing.jpg")

@@ -494,7 +494,7 @@ def _print_summary(rows, quiet: bool) -> None:
         print("| " + " | ".join(str(c) for c in row) + " |")
 
 
-MILD_JPEG = 50      # from this quality on, the jpeg presets were measured to return less than the input
+MILD_JPEG = 50      # from this quality on, the jpeg `default` preset was measured to return less than the input
 
 
 def _warn_if_mild(src: Path) -> None:

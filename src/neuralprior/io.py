@@ -167,14 +167,19 @@ def _ijg_table(quality: int) -> list[int]:
 
 
 def jpeg_quality(path: str | os.PathLike) -> int | None:
-    """The quality (1 to 100, the IJG scale of Pillow, libjpeg and most cameras' software) whose luminance
-    table is nearest to a JPEG file's, or None when the file is no JPEG or has no quantisation table.
+    """The quality (1 to 100, on the IJG scale that Pillow and libjpeg use) whose luminance table is nearest
+    to a JPEG file's, or None when the file is no JPEG or has no quantisation table.
 
     Tables not made by that scaling (some cameras') give the nearest quality all the same: an estimate of how
-    strongly the image was compressed, not a certainty.
+    strongly the image was compressed, not a certainty. A missing file raises :class:`NeuralPriorError`.
     """
-    with Image.open(path) as im:
-        tables = getattr(im, "quantization", None) if im.format == "JPEG" else None
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with Image.open(path) as im:
+            tables = getattr(im, "quantization", None) if im.format == "JPEG" else None
+    except (UnidentifiedImageError, OSError):
+        return None
     if not tables or 0 not in tables or len(tables[0]) != 64:
         return None
     seen = sorted(int(v) for v in tables[0])       # sorted: the same whatever order the table is given in
