@@ -499,7 +499,7 @@ MILD_JPEG = 50      # from this quality on, the jpeg `default` preset was measur
 
 def _warn_if_mild(src: Path) -> None:
     """A one-line warning when ``src`` is a JPEG file compressed so lightly that restoring it is measured to
-    lose quality (docs/stopping.md: 0.07 to 3.89 dB under the input at qualities 50 and 70)."""
+    lose quality (docs/stopping.md: 0.07 to 3.90 dB under the input at qualities 50 and 70)."""
     quality = jpeg_quality(src)
     if quality is not None and quality >= MILD_JPEG:
         warnings.warn(f"{src}: JPEG quality about {quality}: on such mild artefacts the result was measured "
