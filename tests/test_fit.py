@@ -544,18 +544,26 @@ def test_absolute_settled_threshold_without_a_noise_level():
     assert WindowedVariance().settled_std() == 0
 
 
+def first_judged_stop(rule, variance, residual=None, iterations: int = 300):
+    """(iteration, best iteration, reason) of the first stop of ``rule`` judging the windowed variance
+    ``variance(it)`` (and the residual ``residual(it)``) at each iteration; (None, best, "") if none."""
+    for it in range(iterations):
+        if residual is not None:
+            rule.residual = residual(it)
+        d = rule.judge(it, variance(it))
+        if d.stop:
+            return it, rule.best_iteration, d.reason
+    return None, rule.best_iteration, ""
+
+
 def test_windowed_std_relative_to_the_residual_turns_where_the_residual_falls_faster():
     """With ``residual_power`` p and a residual, the rule minimises std / residual ** p: a std that falls
     at every step while the residual, from iteration 100, falls faster than std ** (1 / p) gives a
     minimum at 100, returned, and a stop ``patience`` after it; the std alone never turns."""
     def run(**kw):
-        rule = WindowedVariance(window=5, patience=50, min_iterations=0, **kw)
-        for it in range(300):
-            rule.residual = 0.1 * 0.995 ** min(it, 100) * 0.98 ** max(it - 100, 0)
-            d = rule.judge(it, (0.01 * 0.99 ** it) ** 2)
-            if d.stop:
-                return it, rule.best_iteration, d.reason
-        return None, rule.best_iteration, ""
+        return first_judged_stop(WindowedVariance(window=5, patience=50, min_iterations=0, **kw),
+                                 lambda it: (0.01 * 0.99 ** it) ** 2,
+                                 residual=lambda it: 0.1 * 0.995 ** min(it, 100) * 0.98 ** max(it - 100, 0))
 
     assert run(residual_power=2) == (150, 100, "windowed std / residual^2 has not decreased for 50 iterations "
                                                "(minimum at iteration 100)")
@@ -569,12 +577,8 @@ def test_rise_lets_a_plateau_run_on_and_ends_at_a_turn():
         return 2 - it / 50 if it < 50 else 1 + 0.001 * (it % 2) if it < 150 else 1.01 ** (it - 150)
 
     def run(**kw):
-        rule = WindowedVariance(window=5, patience=20, min_iterations=0, **kw)
-        for it in range(300):
-            d = rule.judge(it, std(it) ** 2)
-            if d.stop:
-                return it, rule.best_iteration, d.reason
-        return None, rule.best_iteration, ""
+        return first_judged_stop(WindowedVariance(window=5, patience=20, min_iterations=0, **kw),
+                                 lambda it: std(it) ** 2)
 
     assert run()[:2] == (70, 50)                         # the patience alone: on the plateau
     stop, best, reason = run(rise=0.1)
