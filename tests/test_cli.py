@@ -397,3 +397,28 @@ def test_jpeg_warns_on_mild_artefacts_in_one_line(tmp_path, capsys):
                         "the result was measured 0.1 to 3.9 dB under the input (qualities 50 and 70; see "
                         "docs/stopping.md)"] if warned else [])
         assert (tmp_path / f"o{quality}.png").is_file()
+
+
+def test_restarts_save_the_average_and_report_each_fit(rgb, tmp_path, capsys):
+    out, rep = tmp_path / "out.png", tmp_path / "r.json"
+    opts = ["--iterations", "3", "--stop", "none", "--device", "cpu", "--gt", rgb, "--report", rep]
+    assert run("denoise", rgb, "-o", out, "--restarts", 2, "--seed", 5, *opts) == 0
+    printed = capsys.readouterr().out
+    assert "returned the average of 2 fits: average of 2 fits: fit 1: iteration limit 3 reached" in printed
+    assert "each fit: " in printed and "of fit " in printed
+    r = json.loads(rep.read_text())
+    assert r["stopped_at"] == -1 and r["iterations_run"] == 6 and len(r["history"]["loss"]) == 6
+    fits = r["config"]["restarts"]["fits"]
+    assert [f["seed"] for f in fits] == [5, 6] and [f["start"] for f in fits] == [0, 3]
+    assert run("plot", rep, "-o", tmp_path / "curve.png") == 0
+    assert Image.open(tmp_path / "curve.png").size[0] > 100
+
+
+@pytest.mark.parametrize("bad", [["--restarts", "0"], ["--restarts", "2", "--checkpoint", "ck.pt"]])
+def test_bad_restarts_fail_in_one_line_before_writing(rgb, tmp_path, capsys, bad, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.png"
+    assert run("denoise", rgb, "-o", out, *bad, *FAST) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "restarts" in err.lower()
+    assert not out.exists() and not (tmp_path / "ck.pt").exists()

@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
         if task == "flash":
             p.add_argument("--flash", required=True, metavar="FLASH",
                            help="the flash photo of the same scene, same size as INPUT (the no-flash photo)")
+        p.add_argument("--restarts", type=_positive_int, metavar="N",
+                       help="fit N times from seeds SEED, SEED+1, ..., each with its own stop, and save the average "
+                            "(N times the time; better where fits level off, as in inpainting); default: the "
+                            "preset's (1)")
         if task == "inpaint":
             p.add_argument("--mask", required=True, metavar="MASK",
                            help="mask image (non-zero = known pixel) or `zeros`: pixels that are 0 in every channel are missing")
@@ -237,7 +241,8 @@ class Progress:
             return
         done = s.iteration + 1
         eta = s.elapsed / done * (s.num_iter - done)
-        stage = "stretch " if s.stage else ""     # restore()'s stretch restarts its numbering after a held-out stop
+        # restore()'s stretch after a held-out stop restarts its numbering; so does each of several fits averaged
+        stage = f"{s.stage} " if s.stage else ""
         text = f"\r{stage}it {done}/{s.num_iter}  loss {s.loss:.3e}"
         if s.psnr is not None:
             text += f"  PSNR {s.psnr:.2f} dB"
@@ -394,7 +399,7 @@ def _callback(args, progress: Progress, stop_request: "_StopOnSignal", snap_dir:
     def callback(state):
         progress(state)
         if snap_dir is not None and (state.iteration + 1) % args.save_every == 0:
-            prefix = f"{state.stage}_" if state.stage else "iter_"     # the stretch does not overwrite
+            prefix = f"{state.stage}_" if state.stage else "iter_"     # the stretch and later fits do not overwrite
             save_image(snap_dir / f"{prefix}{state.iteration + 1:06d}.png", state.estimate, info)
         if recorder is not None:
             recorder(state)
@@ -558,8 +563,8 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
             result = restore(task, image, mask=mask, factor=factor, preset=args.preset, stop=args.stop,
                              seed=args.seed, device=args.device, x_true=gt, callback=callback,
                              time_limit=args.time_limit, checkpoint=args.checkpoint,
-                             checkpoint_every=args.checkpoint_every, resume=args.resume, **extra,
-                             **_overrides(args))
+                             checkpoint_every=args.checkpoint_every, resume=args.resume,
+                             restarts=args.restarts, **extra, **_overrides(args))
         finally:
             progress.close()
         save_image(output, result.image, info)
@@ -588,16 +593,27 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
                    f"{task}: {src.name}", args.quiet)
     if not args.quiet:
         state = "interrupted; best result so far" if result.interrupted else "restored"
+        fits = result.config.get("restarts", {}).get("fits", [])
+        returned = (f"the average of {result.config['restarts']['averaged']} fits" if result.stopped_at < 0
+                    else f"iteration {result.stopped_at}")
         print(f"{state}: {output} ({result.iterations_run} iterations, {result.seconds:.1f} s, "
-              f"returned iteration {result.stopped_at}: {result.reason})")
+              f"returned {returned}: {result.reason})")
         if gt is not None:
             line = f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}"
             if "input_psnr" in report:
                 line += f"  (input {report['input_psnr']:.2f} dB)"
-            print(line + f"  oracle best {best_psnr:.2f} dB at iteration {best_it}")
+            print(line + f"  oracle best {best_psnr:.2f} dB at {_iteration_of(best_it, fits)}")
+            if len(fits) > 1:
+                print("each fit: " + ", ".join(f"{f['psnr']:.2f} dB" for f in fits))
     if batch:
         return report
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _iteration_of(index: int, fits: list[dict]) -> str:
+    """An index of a report's history in words: "iteration I", or "iteration I of fit K" after restarts."""
+    k = max((k for k, f in enumerate(fits) if f["start"] <= index), default=None)
+    return f"iteration {index}" if k is None or len(fits) < 2 else f"iteration {index - fits[k]['start']} of fit {k + 1}"
 
 
 def _load_npy(path: Path, what: str):

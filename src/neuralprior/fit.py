@@ -42,7 +42,8 @@ class FitState:
     elapsed: float = 0.0            # seconds since the loop started
     num_iter: int = 0               # the iteration limit
     stage: str = ""                 # "stretch" during restore()'s fit on every known pixel after a held-out
-                                    # stop (its iterations restart after the chosen one); "" otherwise
+                                    # stop (its iterations restart after the chosen one); "fit2", "fit2-stretch"
+                                    # ... with restore(restarts=N); "" otherwise
 
 
 @dataclass
@@ -50,7 +51,7 @@ class FitResult:
     """The restored image and how it was obtained."""
 
     image: torch.Tensor             # (1, C, H, W) float32 in [0, 1], on the CPU
-    stopped_at: int                 # iteration whose estimate is returned
+    stopped_at: int                 # iteration whose estimate is returned (-1: the average of several fits)
     iterations_run: int             # steps taken
     reason: str                     # why the loop ended
     seconds: float                  # wall time of the loop

@@ -80,6 +80,7 @@ class Preset:
     # inpainting: "auto" holds this fraction of the known pixels out of the fit and stops at the minimum of their
     # error (HeldOutError) instead of watching the windowed variance; with its patience and min_iterations
     held_out: dict = field(default_factory=dict)
+    restarts: int = 1                           # fits from different seeds, each with its own stop, averaged
 
     def stopping_rule(self, stop: str | int | StoppingRule | None = None) -> StoppingRule:
         """The rule ``stop`` names (default: the preset's); ``"auto"`` gets this preset's settings."""
@@ -235,6 +236,7 @@ def preset_table() -> str:
         stop = f"{p.stop} ({', '.join(f'{k} {_setting(k, v)}' for k, v in p.stop_args.items())})" if p.stop_args else p.stop
         if p.held_out:
             stop = f"{p.stop} (held-out {', '.join(f'{k} {v:g}' for k, v in p.held_out.items())})"
-        rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.input_kind} / {f.loss} | {f.num_iter} "
+        iterations = f"{f.num_iter}" + (f" x {p.restarts} fits, averaged" if p.restarts > 1 else "")
+        rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.input_kind} / {f.loss} | {iterations} "
                     f"| {f.lr:g} | {sigma_p} | {f.ema:g} | {f.precision} | {stop} | {p.description} |")
     return "\n".join(rows)

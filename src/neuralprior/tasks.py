@@ -14,6 +14,7 @@ import torch
 from ._validation import NeuralPriorError, check_image, check_positive_int
 from .fit import FitResult, fit
 from .config import FitConfig
+from .metrics import psnr
 from .operators import MRI, Blur, Downsample, Identity, Mask, cartesian_mask, parse_blur, radial_mask
 from .presets import get_preset
 from .stopping import FixedIterations, HeldOutError, held_out_pixels, split_mask
@@ -66,10 +67,11 @@ def _configured_preset(task: str, name: str, overrides: dict, *, factor: int | N
 
 
 def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None, factor: int | None = None,
-            kernel: torch.Tensor | str | None = None, flash: torch.Tensor | None = None, preset: str = "default", stop: str | int | None = None, seed: int | None = 0, device="auto",
+            kernel: torch.Tensor | str | None = None, flash: torch.Tensor | None = None, preset: str = "default",
+            stop: str | int | None = None, seed: int | None = 0, device="auto",
             x_true: torch.Tensor | None = None, callback=None, callback_every: int = 1,
             time_limit: float | None = None, checkpoint=None, checkpoint_every: int = 100, resume=None,
-            **overrides) -> FitResult:
+            restarts: int | None = None, **overrides) -> FitResult:
     """Restore ``image`` (N, C, H, W) or (C, H, W) in [0, 1] for ``task`` with ``preset``.
 
     ``mask``: inpainting; ``factor``: super-resolution; ``kernel``: deblurring (a 2-D array or a
@@ -84,12 +86,33 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     from the estimate at their minimum with every known pixel for a short stretch (a quarter of the
     iterations to that minimum, at most 200); the result's ``config["held_out"]`` says how many pixels,
     the iteration of that minimum and the stretch.
+    ``restarts``: fit this many times from different seeds (``seed``, ``seed + 1``, ...), each with
+    its own stop, and return the average of their results (default: the preset's, 1). Their errors
+    differ, so the average is better than each fit where the fits level off (inpainting); each
+    costs a whole fit (docs/performance.md). See :func:`average_of_fits` for what the result holds.
     ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
     p = _configured_preset(task, preset, overrides, factor=factor)
-    cfg = p.fit
+    n = p.restarts if restarts is None else check_positive_int(restarts, "restarts")
+    if n > 1 and (checkpoint is not None or resume is not None):
+        raise NeuralPriorError("checkpoint and resume save a single fit: use them without restarts")
     y = check_image(image, "image").float()
     op = _operator(task, y, mask, factor, kernel)
+    latent = _flash_input(flash, y, p.network_args.get("in_channels", 32)) if task == "flash" else None
+
+    def once(seed, callback, time_limit):
+        return _fit_once(p, task, y, op, stop, seed=seed, latent=latent, x_true=x_true, device=device,
+                         callback=callback, callback_every=callback_every, time_limit=time_limit,
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+    if n == 1:
+        return once(seed, callback, time_limit)
+    return average_of_fits(once, n, seed=seed, callback=callback, time_limit=time_limit, x_true=x_true)
+
+
+def _fit_once(p, task: str, y: torch.Tensor, op, stop, *, seed, x_true, device, callback, callback_every,
+              time_limit, checkpoint, checkpoint_every, resume, latent) -> FitResult:
+    """One fit of :func:`restore` with the configured preset ``p`` (a fresh network from ``seed``)."""
+    cfg = p.fit
     rule = p.stopping_rule(stop)
     if task == "inpaint":
         y = y * op.mask
@@ -98,19 +121,74 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
             op, rule = _hold_out(op, y, rule, p.held_out, seed)
             y = y * op.mask
     held_out = isinstance(rule, HeldOutError)
-    stretch = p.held_out.get("stretch", 0) if held_out else 0
-    latent = None
-    if task == "flash":
-        latent = _flash_input(flash, y, p.network_args.get("in_channels", 32))
     net = p.build_network(out_channels=y.shape[1], seed=seed)
     result = fit(y, op, net=net, config=cfg, stop=rule, x_true=x_true, seed=seed,
                  device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent,
-                 keep_best_state=stretch > 0)
+                 keep_best_state=held_out and p.held_out.get("stretch", 0) > 0)
     if held_out:
         result = _after_held_out_stop(result, rule, p.held_out, *every, net, cfg, x_true=x_true, device=device,
                                       callback=callback, callback_every=callback_every, time_limit=time_limit)
     return result
+
+
+def average_of_fits(run, n: int, *, seed: int | None = 0, callback=None, time_limit: float | None = None,
+                    x_true: torch.Tensor | None = None) -> FitResult:
+    """The average of ``n`` fits, ``run(seed, callback, time_limit)`` with seeds ``seed``, ``seed + 1``, ...
+
+    The result's ``image`` is the mean of the fits' images; ``history`` holds the fits' histories
+    one after the other, and ``config["restarts"]`` says, per fit, its seed, where its history
+    starts, its returned iteration (counted within the fit), iterations, seconds, reason, and, with
+    ``x_true``, the PSNR of its image. ``stopped_at`` is -1: no single iterate is returned.
+    ``callback`` sees each fit's states with ``stage`` "fit1", "fit2", ... ("fit2-stretch" during
+    the second fit's stretch after a held-out stop). ``time_limit`` is for all the fits together.
+    A later fit that is interrupted or cut by the time limit is left out of the average (its
+    iterations still count); when the first one is, it is returned alone.
+    """
+    done: list[FitResult] = []
+    runs: list[FitResult] = []
+    spent, note = 0.0, ""
+    for k in range(n):
+        left = None if time_limit is None else time_limit - spent
+        if left is not None and left <= 0:
+            note = f"; the time limit left no time for fit {k + 1} of {n}"
+            break
+        cb = None if callback is None else (
+            lambda s, k=k: callback(replace(s, stage=f"fit{k + 1}" + (f"-{s.stage}" if s.stage else ""))))
+        r = run(None if seed is None else seed + k, cb, left)
+        runs.append(r)
+        spent += r.seconds
+        cut = r.interrupted or (left is not None and r.seconds >= left)
+        if cut and done:
+            note = f"; fit {k + 1} of {n} was {'interrupted' if r.interrupted else 'cut by the time limit'} " \
+                   "and is left out"
+            break
+        done.append(r)
+        if cut:
+            note = f"; fit 1 of {n} was {'interrupted' if r.interrupted else 'cut by the time limit'}: returned alone"
+            break
+    first = done[0]
+    starts = [0]
+    for r in runs[:-1]:
+        starts.append(starts[-1] + len(r.history.get("loss", [])))
+    fits = []
+    for k, r in enumerate(runs):
+        f = dict(seed=r.seed, start=starts[k], stopped_at=r.stopped_at, iterations_run=r.iterations_run,
+                 seconds=r.seconds, reason=r.reason, averaged=k < len(done))
+        if "held_out" in r.config:
+            f["held_out"] = r.config["held_out"]
+        if x_true is not None:
+            f["psnr"] = psnr(r.image, check_image(x_true, "x_true").float().cpu().expand_as(r.image))
+        fits.append(f)
+    history = {key: [v for r in runs for v in r.history.get(key, [])] for key in first.history}
+    averaged = len(done) > 1
+    image = torch.stack([r.image for r in done]).mean(0) if averaged else first.image
+    reason = (f"average of {len(done)} fits: " if averaged else "") + \
+        "; ".join(f"fit {k + 1}: {r.reason}" for k, r in enumerate(runs)) + note
+    config = dict(first.config, restarts=dict(requested=n, averaged=len(done), fits=fits))
+    return replace(first, image=image, stopped_at=-1 if averaged else first.stopped_at,
+                   iterations_run=sum(r.iterations_run for r in runs), reason=reason, seconds=spent,
+                   history=history, config=config, interrupted=any(r.interrupted for r in runs), best_state=None)
 
 
 def _after_held_out_stop(result: FitResult, rule: HeldOutError, settings: dict, y, op, net, cfg: FitConfig, *,

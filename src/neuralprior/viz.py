@@ -50,7 +50,8 @@ def check_animation_path(path: str | os.PathLike) -> Path:
 
 
 def plot_report(report: dict, path: str | os.PathLike) -> Path:
-    """Loss (log scale) and, when recorded, PSNR against iteration; marks the returned iterate and the PSNR peak."""
+    """Loss (log scale) and, when recorded, PSNR against iteration; marks the returned iterate and the PSNR peak
+    (after several fits averaged: their histories one after the other, each fit's stop and the average's PSNR)."""
     plt = _pyplot()
     hist = report["history"]
     loss = hist["loss"]
@@ -61,8 +62,15 @@ def plot_report(report: dict, path: str | os.PathLike) -> Path:
     ax.set_xlabel("iteration")
     ax.set_ylabel("data term")
     stop = report.get("stopped_at")
+    # several fits averaged (restore(restarts=N)): their histories one after the other, each fit's stop marked
+    fits = ((report.get("config") or {}).get("restarts") or {}).get("fits") or []
+    stops = [(f["start"] + f["stopped_at"], f"fit {k + 1}") for k, f in enumerate(fits)] if len(fits) > 1 else []
     if stop is not None and stop >= 0:
         ax.axvline(stop, color="C3", ls="--", label=f"returned: iteration {stop}")
+    for i, (at, name) in enumerate(stops):
+        ax.axvline(at, color="C3", ls="--", label="each fit's returned iteration" if i == 0 else None)
+    for f in fits[1:] if stops else []:
+        ax.axvline(f["start"], color="0.5", ls=":", lw=0.8)
     ax.legend()
     if psnr:
         ax = axes[0][1]
@@ -73,6 +81,11 @@ def plot_report(report: dict, path: str | os.PathLike) -> Path:
         ax.plot([best], [psnr[best]], "o", color="C2", label=f"oracle peak {psnr[best]:.2f} dB @ {best}")
         if stop is not None and 0 <= stop < len(psnr):
             ax.axvline(stop, color="C3", ls="--", label=f"automatic stop {psnr[stop]:.2f} dB @ {stop}")
+        for at, name in stops:
+            if 0 <= at < len(psnr):
+                ax.axvline(at, color="C3", ls="--", label=f"{name}: automatic stop {psnr[at]:.2f} dB")
+        if stops and report.get("psnr") is not None:
+            ax.axhline(report["psnr"], color="C1", ls="-.", label=f"average of the fits {report['psnr']:.2f} dB")
         ax.set_xlabel("iteration")
         ax.set_ylabel("PSNR (dB)")
         ax.legend(loc="lower right")
@@ -320,6 +333,9 @@ class FrameRecorder:
             self.add(self._last[0], self._label(*self._last[1:]))
             self._recorded = self._last[1:]
         if result is None:
+            return
+        if result.stopped_at < 0:                   # several fits averaged: no one iterate
+            self.add(result.image, f"returned: the average of {result.config['restarts']['averaged']} fits")
             return
         # after an inpainting held-out stop, the returned estimate is the stretch's (when there was one)
         stage = "stretch" if (result.config.get("held_out") or {}).get("stretch") else ""
