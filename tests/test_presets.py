@@ -316,3 +316,10 @@ def test_inpaint_quality_preset_is_the_default_with_a_wider_top(astronaut_crop):
     base = float(-10 * torch.log10(((x[~missing].mean() - x)[missing] ** 2).mean()))
     assert ours > base + 6, f"quality preset: {ours:.2f} dB on missing pixels, mean fill {base:.2f} dB"
 
+
+
+def test_inpaint_quality_2_is_quality_fitted_twice_and_averaged():
+    q, q2 = get_preset("inpaint", "quality"), get_preset("inpaint", "quality-2")
+    assert (q2.network_args, q2.fit, q2.held_out, q2.stop) == (q.network_args, q.fit, q.held_out, q.stop)
+    assert q.restarts == 1 and q2.restarts == 2
+    assert "| inpaint | quality-2 |" in preset_table() and "x 2 fits, averaged" in preset_table()

@@ -604,7 +604,8 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
                 line += f"  (input {report['input_psnr']:.2f} dB)"
             print(line + f"  oracle best {best_psnr:.2f} dB at {_iteration_of(best_it, fits)}")
             if len(fits) > 1:
-                print("each fit: " + ", ".join(f"{f['psnr']:.2f} dB" for f in fits))
+                print("each fit: " + ", ".join(f"{f['psnr']:.2f} dB" + ("" if f["averaged"] else " (left out)")
+                                               for f in fits))
     if batch:
         return report
     return EXIT_INTERRUPTED if result.interrupted else 0
