@@ -158,27 +158,28 @@ def average_of_fits(run, n: int, *, seed: int | None = 0, callback=None, time_li
         r = run(None if seed is None else seed + k, cb, left)
         runs.append(r)
         spent += r.seconds
-        cut = r.interrupted or (left is not None and r.seconds >= left)
-        if cut and done:
-            note = f"; fit {k + 1} of {n} was {'interrupted' if r.interrupted else 'cut by the time limit'} " \
-                   "and is left out"
+        if r.interrupted or (left is not None and r.seconds >= left):
+            why = "interrupted" if r.interrupted else "cut by the time limit"
+            if done:
+                note = f"; fit {k + 1} of {n} was {why} and is left out"
+                break
+            done.append(r)
+            note = f"; fit 1 of {n} was {why}: returned alone"
             break
         done.append(r)
-        if cut:
-            note = f"; fit 1 of {n} was {'interrupted' if r.interrupted else 'cut by the time limit'}: returned alone"
-            break
     first = done[0]
     starts = [0]
     for r in runs[:-1]:
         starts.append(starts[-1] + len(r.history.get("loss", [])))
+    truth = None if x_true is None else check_image(x_true, "x_true").float().cpu()
     fits = []
     for k, r in enumerate(runs):
         f = dict(seed=r.seed, start=starts[k], stopped_at=r.stopped_at, iterations_run=r.iterations_run,
                  seconds=r.seconds, reason=r.reason, averaged=k < len(done))
         if "held_out" in r.config:
             f["held_out"] = r.config["held_out"]
-        if x_true is not None:
-            f["psnr"] = psnr(r.image, check_image(x_true, "x_true").float().cpu().expand_as(r.image))
+        if truth is not None:
+            f["psnr"] = psnr(r.image, truth.expand_as(r.image))
         fits.append(f)
     history = {key: [v for r in runs for v in r.history.get(key, [])] for key in first.history}
     averaged = len(done) > 1

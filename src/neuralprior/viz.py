@@ -67,7 +67,7 @@ def plot_report(report: dict, path: str | os.PathLike) -> Path:
     stops = [(f["start"] + f["stopped_at"], f"fit {k + 1}") for k, f in enumerate(fits)] if len(fits) > 1 else []
     if stop is not None and stop >= 0:
         ax.axvline(stop, color="C3", ls="--", label=f"returned: iteration {stop}")
-    for i, (at, name) in enumerate(stops):
+    for i, (at, _) in enumerate(stops):
         ax.axvline(at, color="C3", ls="--", label="each fit's returned iteration" if i == 0 else None)
     for f in fits[1:] if stops else []:
         ax.axvline(f["start"], color="0.5", ls=":", lw=0.8)
