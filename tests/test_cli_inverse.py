@@ -87,6 +87,22 @@ def test_mri_phantom_demo(tmp_path, capsys):
     assert "PSNR zero-filled" in text and "DIP" in text
 
 
+def test_mri_restarts_save_the_average(tmp_path, capsys):
+    out = tmp_path / "mri"
+    rep = tmp_path / "r.json"
+    assert run("mri", "--phantom", "--size", "32", "-o", out, "--iterations", "3", "--stop", "none",
+               "--device", "cpu", "--restarts", "2", "--report", rep) == 0
+    assert "returned the average of 2 fits: average of 2 fits: fit 1:" in capsys.readouterr().out
+    r = json.loads(rep.read_text())
+    assert r["stopped_at"] == -1 and r["iterations_run"] == 6
+    assert [f["seed"] for f in r["config"]["restarts"]["fits"]] == [0, 1]
+    assert run("mri", "--phantom", "-o", tmp_path / "m2", "--restarts", "2", "--checkpoint", tmp_path / "ck.pt",
+               *FAST) == 2
+    err = capsys.readouterr().err
+    assert "without restarts" in err and err.count("\n") == 1
+    assert not (tmp_path / "ck.pt").exists() and not (tmp_path / "m2" / "dip.png").exists()
+
+
 def test_mri_on_an_image_and_on_kspace(photo, tmp_path, capsys):
     rep = tmp_path / "r.json"
     assert run("mri", photo, "-o", tmp_path / "m.png", "--sampling", "radial", "--acceleration", "3",

@@ -105,3 +105,22 @@ def test_average_of_fits_leaves_out_a_later_fit_that_was_cut_short():
     seeds = []
     average_of_fits(lambda s, c, t: seeds.append(s) or _fake(0), 2, seed=None)
     assert seeds == [None, None]
+
+
+def test_mri_restarts_average_fits_on_one_kspace_mask():
+    """MRI: the same sampled k-space for every fit, networks from successive seeds, their average."""
+    phantom = torch.rand(32, 32, generator=torch.Generator().manual_seed(1))
+    kw = dict(acceleration=3, num_iter=4, stop="none", device="cpu", seed=7)
+    both = neuralprior.mri(phantom, restarts=2, x_true=phantom[None, None], **kw)
+    alone = [neuralprior.mri(phantom, mask=both.mask, **dict(kw, seed=s)) for s in (7, 8)]
+    assert torch.equal(both.image, (alone[0].image + alone[1].image) / 2)
+    assert torch.equal(both.mask, neuralprior.mri(phantom, **dict(kw, num_iter=1)).mask)    # drawn from seed 7
+    assert torch.equal(both.zero_filled, alone[0].zero_filled)
+    assert both.stopped_at == -1 and both.iterations_run == 8
+    fits = both.config["restarts"]["fits"]
+    assert [f["seed"] for f in fits] == [7, 8] and [f["start"] for f in fits] == [0, 4]
+    assert fits[1]["psnr"] == pytest.approx(psnr(alone[1].image, phantom[None, None]))
+    with pytest.raises(NeuralPriorError, match="without restarts"):
+        neuralprior.mri(phantom, restarts=2, resume="ck.pt", **kw)
+    with pytest.raises(NeuralPriorError, match="restarts"):
+        neuralprior.mri(phantom, restarts=0, **kw)

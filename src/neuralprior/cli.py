@@ -132,6 +132,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
+def _add_restarts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--restarts", type=_positive_int, metavar="N",
+                   help="fit N times from seeds SEED, SEED+1, ..., each with its own stop, and save the average "
+                        "(N times the time; better where fits level off, as in inpainting); default: the "
+                        "preset's (1)")
+
+
 def _add_mri_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", nargs="?",
                    help="an image (its k-space is simulated and undersampled; PSNRs are printed against it) "
@@ -163,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(task, help=helps[task], description=helps[task])
         if task == "mri":
             _add_mri_arguments(p)
+            _add_restarts(p)
             _add_run_options(p)
             continue
         p.add_argument("input", metavar="INPUT",
@@ -176,10 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         if task == "flash":
             p.add_argument("--flash", required=True, metavar="FLASH",
                            help="the flash photo of the same scene, same size as INPUT (the no-flash photo)")
-        p.add_argument("--restarts", type=_positive_int, metavar="N",
-                       help="fit N times from seeds SEED, SEED+1, ..., each with its own stop, and save the average "
-                            "(N times the time; better where fits level off, as in inpainting); default: the "
-                            "preset's (1)")
+        _add_restarts(p)
         if task == "inpaint":
             p.add_argument("--mask", required=True, metavar="MASK",
                            help="mask image (non-zero = known pixel) or `zeros`: pixels that are 0 in every channel are missing")
@@ -594,10 +599,8 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
     if not args.quiet:
         state = "interrupted; best result so far" if result.interrupted else "restored"
         fits = result.config.get("restarts", {}).get("fits", [])
-        returned = (f"the average of {result.config['restarts']['averaged']} fits" if result.stopped_at < 0
-                    else f"iteration {result.stopped_at}")
         print(f"{state}: {output} ({result.iterations_run} iterations, {result.seconds:.1f} s, "
-              f"returned {returned}: {result.reason})")
+              f"returned {_returned(result)}: {result.reason})")
         if gt is not None:
             line = f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}"
             if "input_psnr" in report:
@@ -609,6 +612,13 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
     if batch:
         return report
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _returned(result) -> str:
+    """What a result is, in words: "iteration I", or "the average of N fits" after restarts."""
+    if result.stopped_at < 0 and "restarts" in result.config:
+        return f"the average of {result.config['restarts']['averaged']} fits"
+    return f"iteration {result.stopped_at}"
 
 
 def _iteration_of(index: int, fits: list[dict]) -> str:
@@ -644,9 +654,9 @@ def _run_mri(args) -> int:
     import numpy as np
 
     from .io import ImageInfo
-    from .tasks import mri
+    from .tasks import _restart_count, mri
 
-    get_preset("mri", args.preset)                                   # unknown preset: error before any work
+    _restart_count(get_preset("mri", args.preset), args.restarts, args.checkpoint, args.resume)  # before any work
     if args.phantom == (args.input is not None):
         raise NeuralPriorError("mri takes an INPUT (an image or a .npy k-space) or --phantom, not both"
                                if args.phantom else "mri needs an INPUT (an image or a .npy k-space) or --phantom")
@@ -690,7 +700,8 @@ def _run_mri(args) -> int:
             result = mri(source, mask=mask, sampling=args.sampling, acceleration=args.acceleration,
                          preset=args.preset, stop=args.stop, seed=args.seed, device=args.device, callback=callback,
                          time_limit=args.time_limit, checkpoint=args.checkpoint,
-                         checkpoint_every=args.checkpoint_every, resume=args.resume, **_overrides(args))
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, restarts=args.restarts,
+                         **_overrides(args))
         finally:
             progress.close()
     save_image(output, result.image, info)
@@ -718,7 +729,7 @@ def _run_mri(args) -> int:
     if not args.quiet:
         state = "interrupted; best result so far" if result.interrupted else "reconstructed"
         print(f"{state}: {output} ({report['sampled_fraction']:.1%} of k-space, {result.iterations_run} iterations, "
-              f"{result.seconds:.1f} s, returned iteration {result.stopped_at}: {result.reason})")
+              f"{result.seconds:.1f} s, returned {_returned(result)}: {result.reason})")
         if truth is not None:
             print(f"PSNR zero-filled {report['zero_filled_psnr']:.2f} dB  DIP {report['psnr']:.2f} dB  "
                   f"(SSIM {report['zero_filled_ssim']:.4f} -> {report['ssim']:.4f})")

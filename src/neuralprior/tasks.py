@@ -93,9 +93,7 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
     p = _configured_preset(task, preset, overrides, factor=factor)
-    n = p.restarts if restarts is None else check_positive_int(restarts, "restarts")
-    if n > 1 and (checkpoint is not None or resume is not None):
-        raise NeuralPriorError("checkpoint and resume save a single fit: use them without restarts")
+    n = _restart_count(p, restarts, checkpoint, resume)
     y = check_image(image, "image").float()
     op = _operator(task, y, mask, factor, kernel)
     latent = _flash_input(flash, y, p.network_args.get("in_channels", 32)) if task == "flash" else None
@@ -107,6 +105,14 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     if n == 1:
         return once(seed, callback, time_limit)
     return average_of_fits(once, n, seed=seed, callback=callback, time_limit=time_limit, x_true=x_true)
+
+
+def _restart_count(p, restarts, checkpoint, resume) -> int:
+    """How many fits to average: ``restarts``, or the preset's; refused beside a checkpoint or resume."""
+    n = p.restarts if restarts is None else check_positive_int(restarts, "restarts")
+    if n > 1 and (checkpoint is not None or resume is not None):
+        raise NeuralPriorError("checkpoint and resume save a single fit: use them without restarts")
+    return n
 
 
 def _fit_once(p, task: str, y: torch.Tensor, op, stop, *, seed, x_true, device, callback, callback_every,
@@ -372,7 +378,7 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
         acceleration: float = 4.0, center_fraction: float = 0.08, preset: str = "default",
         stop: str | int | None = None, seed: int | None = 0, device="auto", x_true: torch.Tensor | None = None,
         callback=None, callback_every: int = 1, time_limit: float | None = None, checkpoint=None,
-        checkpoint_every: int = 100, resume=None, **overrides) -> MRIResult:
+        checkpoint_every: int = 100, resume=None, restarts: int | None = None, **overrides) -> MRIResult:
     """Compressed-sensing MRI: a magnitude image from undersampled k-space, F(x) = M ⊙ FFT2(x).
 
     Parameters
@@ -386,7 +392,8 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
         or ``"radial"`` (spokes: :func:`~neuralprior.operators.radial_mask`).
     acceleration : undersampling factor R; about 1/R of k-space is measured.
     center_fraction : Cartesian only: the fraction of central lines always measured.
-    overrides, preset, stop, ... : as in :func:`restore`.
+    overrides, preset, stop, restarts, ... : as in :func:`restore` (``restarts``: the same k-space mask,
+        networks from seeds ``seed``, ``seed + 1``, ...; :func:`average_of_fits`).
 
     The network output is a real, non-negative image (one channel). Measured k-space is
     divided by ``result.scale`` so that the zero-filled magnitude peaks at 0.9; a simulation
@@ -398,6 +405,7 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
     (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 32, 32]))
     """
     p = _configured_preset("mri", preset, overrides)     # unknown preset or option: error before any work
+    n = _restart_count(p, restarts, checkpoint, resume)
     cfg = p.fit
     kspace, image = _mri_data(data)
     h, w = kspace.shape
@@ -425,10 +433,13 @@ def mri(data, *, mask: torch.Tensor | np.ndarray | None = None, sampling: str = 
         peak = float(zero_filled.max())
         scale = peak / 0.9 if peak > 0 else 1.0
     y = torch.stack([measured.real, measured.imag])[None].float() / scale
-    net = p.build_network(out_channels=1, seed=seed)
-    result = fit(y, op, net=net, config=cfg, stop=p.stopping_rule(stop), x_true=x_true, seed=seed,
-                 device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
-                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+
+    def once(seed, callback, time_limit):
+        return fit(y, op, net=p.build_network(out_channels=1, seed=seed), config=cfg, stop=p.stopping_rule(stop),
+                   x_true=x_true, seed=seed, device=device, callback=callback, callback_every=callback_every,
+                   time_limit=time_limit, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+    result = once(seed, callback, time_limit) if n == 1 else \
+        average_of_fits(once, n, seed=seed, callback=callback, time_limit=time_limit, x_true=x_true)
     fields_ = {f.name: getattr(result, f.name) for f in fields(FitResult)}
     return MRIResult(**fields_, zero_filled=(zero_filled / scale).clamp(0, 1)[None, None].float(),
                      mask=op.mask.clone(), scale=scale)
