@@ -961,7 +961,9 @@ def test_the_held_out_stop_returns_the_estimate_nearest_the_held_out_observation
 def test_the_stretch_on_every_known_pixel_goes_on_from_the_chosen_estimate_and_gains(monkeypatch, astronaut_crop):
     """After the held-out stop, fitting every known pixel from the state of the returned estimate
     takes back part of what holding pixels out cost: measured against the ground truth, on a noisy
-    image whose held-out error turns (so the chosen estimate is not the last one)."""
+    image whose held-out error turns (so the chosen estimate is not the last one). The gain differs
+    between seeds and machines (-0.16 to +0.71 dB over seeds 0 to 7 on one CPU, +0.00 for seed 0 there),
+    so it is asserted on the mean over four seeds (+0.20 dB there)."""
     g = torch.Generator().manual_seed(5)
     mask = (torch.rand(1, 1, 64, 64, generator=g) > 0.5).float()
     y = (astronaut_crop + 0.1 * torch.randn(astronaut_crop.shape, generator=g)).clamp(0, 1) * mask
@@ -970,8 +972,11 @@ def test_the_stretch_on_every_known_pixel_goes_on_from_the_chosen_estimate_and_g
         _quick_held_out(monkeypatch, patience=30, min_iterations=1, max_stretch=most)
         # PyTorch's betas: with the preset's (0.8, 0.9) this small noisy fit overfits within the stretch
         # and the stretch loses 0.1 dB here (docs/stopping.md, "Inpainting with Adam's betas")
-        runs[most] = neuralprior.inpaint(y, mask, num_iter=600, device="cpu", seed=0, lr=0.02, betas=(0.9, 0.999))
-    first, finished = runs[0], runs[200]
+        runs[most] = [neuralprior.inpaint(y, mask, num_iter=600, device="cpu", seed=seed, lr=0.02, betas=(0.9, 0.999))
+                      for seed in range(4)]
+    gains = [psnr(f.image, astronaut_crop) - psnr(h.image, astronaut_crop) for h, f in zip(runs[0], runs[200])]
+    assert sum(gains) / len(gains) > 0.05, gains
+    first, finished = runs[0][0], runs[200][0]
     b = first.stopped_at
     assert "held-out" in first.reason and first.iterations_run == b + 31 and first.config["held_out"]["stretch"] == 0
     n = (b + 1) // 4                # a quarter of the iterations to the chosen estimate
@@ -980,7 +985,6 @@ def test_the_stretch_on_every_known_pixel_goes_on_from_the_chosen_estimate_and_g
     # the returned estimate's lineage: the held-out fit up to b, then the stretch (not the iterations after b)
     assert finished.history["loss"][:b + 1] == first.history["loss"][:b + 1]
     assert len(finished.history["loss"]) == b + 1 + n
-    assert psnr(finished.image, astronaut_crop) > psnr(first.image, astronaut_crop) + 0.05
     assert finished.best_state is None and first.best_state is None          # not kept on the results
 
 
