@@ -152,7 +152,7 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
         for q in jpeg_qualities:
             buf = io.BytesIO()
             photos[img_name].save(buf, "JPEG", quality=q)
-            yield f"jpeg-{img_name}-q{q}", "jpeg", _tensor(Image.open(buf)), clean, {}, psnr
+            yield f"jpeg-{img_name}-q{q}", "jpeg", _tensor(Image.open(buf)), clean, {"quality": q}, psnr
 
 
 def drawn_sigma(case: str) -> int | None:
@@ -185,6 +185,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         held_out = run_held_out_case(name, task, y, gt, kwargs, metric, args, preset)
         if held_out is not None:
             return held_out
+    preset = preset.for_jpeg_quality(kwargs.get("quality"))     # as restore() does for a JPEG case
     rule = preset.stopping_rule("auto")                  # the rule stop="auto" uses with this preset
     if args.sample:                                       # or watched another way (the fit is the same)
         rule.sample = args.sample

@@ -149,7 +149,7 @@ def test_synthetic_cases_are_drawn_reproducibly_at_their_noise_level(tmp_path):
     again = [c for c in bench_stopping.cases(tmp_path, sigmas=(25,), images=("astronaut",)) if c[1] != "super-resolve"]
     assert torch.equal(again[0][2], noisy) and torch.equal(again[1][4]["mask"], mask)
     # JPEG at quality 10: 8-bit, the same image, visibly degraded but not destroyed
-    assert kw3 == {} and torch.equal(clean3, clean) and jpeg.shape == clean.shape
+    assert kw3 == {"quality": 10} and torch.equal(clean3, clean) and jpeg.shape == clean.shape   # restore() gets the quality
     assert torch.equal(torch.round(jpeg * 255), jpeg * 255) and torch.equal(again[2][2], jpeg)
     assert 22 < float(bench_stopping.psnr(jpeg, clean)) < 32
     better = [c for c in bench_stopping.cases(tmp_path, sigmas=(), images=("astronaut",), jpeg_qualities=(50,))
@@ -163,7 +163,7 @@ def test_jpeg_cases_on_the_denoising_ground_truths(shared_data):
     assert [c[0] for c in made] == ["jpeg-F16-q20", "jpeg-kodim03-q20", "jpeg-peppers-q20"]
     gt, _ = bench_stopping.npr.load_image(shared_data / "denoise-sigma25" / "kodim03_GT.png")
     _, _, jpeg, clean, kw, _ = made[1]
-    assert torch.equal(clean, gt) and jpeg.shape == gt.shape and kw == {}
+    assert torch.equal(clean, gt) and jpeg.shape == gt.shape and kw == {"quality": 20}
     assert 25 < float(bench_stopping.psnr(jpeg, clean)) < 40
 
 
@@ -260,6 +260,10 @@ def test_a_run_saves_the_loss_and_the_residual_per_iteration(monkeypatch, capsys
     assert len(series["residuals"]) == 4 and all(10 < r < 255 for r in series["residuals"])
     assert all(loss > 0 for loss in series["losses"])
     assert (series["rule"]["residual_power"], series["rule"]["rise"]) == (1.5, 0.05)     # the JPEG preset's rule
+    run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path / "none"), "--images", "astronaut",
+             "--only", "jpeg", "--jpeg-qualities", "5", "--crop", "32", "--iterations", "2", "--out", str(tmp_path / "q5"))
+    strong = json.loads((tmp_path / "q5" / "series" / "jpeg-astronaut-q5.json").read_text())
+    assert strong["rule"]["residual_power"] == 2.0           # at quality 8 or less, as restore() given the quality
 
 
 def test_replay_of_the_std_relative_to_the_residual(monkeypatch, capsys, tmp_path):

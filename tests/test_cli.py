@@ -422,3 +422,20 @@ def test_bad_restarts_fail_in_one_line_before_writing(rgb, tmp_path, capsys, bad
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "restarts" in err.lower()
     assert not out.exists() and not (tmp_path / "ck.pt").exists()
+
+
+def test_jpeg_quality_read_from_the_file_or_given_reaches_the_report(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "q5.jpg", quality=5)
+    _png(tmp_path / "p.png", rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    fast = [a for a in FAST if a != "--quiet"]
+    for src, given, expected in (("q5.jpg", [], 5), ("q5.jpg", ["--quality", "30"], 30), ("p.png", [], None),
+                                 ("p.png", ["--quality", "7"], 7)):
+        rep = tmp_path / "r.json"
+        assert run("jpeg", tmp_path / src, "-o", tmp_path / "o.png", "--force", "--report", rep, *given, *fast) == 0
+        assert json.loads(rep.read_text())["config"].get("jpeg_quality") == expected, (src, given)
+    for bad in ("0", "101", "x"):
+        assert run("jpeg", tmp_path / "q5.jpg", "-o", tmp_path / "b.png", "--quality", bad, *FAST) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "quality" in err
+    assert not (tmp_path / "b.png").exists()

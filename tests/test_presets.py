@@ -323,3 +323,35 @@ def test_inpaint_quality_2_is_quality_fitted_twice_and_averaged():
     assert (q2.network_args, q2.fit, q2.held_out, q2.stop) == (q.network_args, q.fit, q.held_out, q.stop)
     assert q.restarts == 1 and q2.restarts == 2
     assert "| inpaint | quality-2 |" in preset_table() and "x 2 fits, averaged" in preset_table()
+
+
+def test_jpeg_strong_artefacts_take_the_squared_residual():
+    """At a JPEG quality of 8 or less the default's stop watches std / residual^2 (docs/stopping.md, "strong
+    artefacts"); above it, unknown, or with another preset, the rule is unchanged."""
+    p = get_preset("jpeg")
+    assert p.strong_jpeg == {"max_quality": 8, "residual_power": 2.0}
+    for quality, power in ((1, 2.0), (5, 2.0), (8, 2.0), (9, 1.5), (50, 1.5), (None, 1.5)):
+        rule = p.for_jpeg_quality(quality).stopping_rule()
+        assert rule.residual_power == power, quality
+        assert (rule.sample, rule.rise, rule.patience, rule.min_iterations) == ("pixels", 0.05, 100, 300)
+    assert p.stopping_rule().residual_power == 1.5                    # a copy: the preset itself is unchanged
+    paper = get_preset("jpeg", "paper")
+    assert paper.for_jpeg_quality(5) is paper and paper.stop == "none"
+    assert "JPEG quality at most 8: residual_power 2" in preset_table()
+
+
+def test_restore_passes_the_jpeg_quality_to_the_stop(astronaut_crop, monkeypatch):
+    import neuralprior.tasks as tasks
+
+    seen = []
+    real = tasks.fit
+    monkeypatch.setattr(tasks, "fit", lambda *a, **kw: (seen.append(kw["stop"]), real(*a, **kw))[1])
+    for quality, power in ((5, 2.0), (30, 1.5), (None, 1.5)):
+        r = neuralprior.restore("jpeg", astronaut_crop, quality=quality, num_iter=2, device="cpu")
+        assert seen[-1].residual_power == power
+        assert r.config.get("jpeg_quality") == quality
+    for bad in (0, 101, 2.5):
+        with pytest.raises(NeuralPriorError, match="quality"):
+            neuralprior.restore("jpeg", astronaut_crop, quality=bad, num_iter=2, device="cpu")
+    with pytest.raises(NeuralPriorError, match="jpeg task only"):
+        neuralprior.denoise(astronaut_crop, quality=5, num_iter=2, device="cpu")

@@ -21,7 +21,7 @@ from .io import (ImageInfo, atomic_path, check_output_path, check_writable_file,
                  load_mask, save_image)
 from .metrics import psnr, ssim
 from .operators import parse_blur
-from .presets import TASKS, get_preset, preset_table
+from .presets import JPEG_STRONG, TASKS, get_preset, preset_table
 from .stopping import make_stopping_rule
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
@@ -68,6 +68,13 @@ def _positive_int(text: str) -> int:
         return check_positive_int(text, "value")
     except NeuralPriorError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+
+def _jpeg_quality(text: str) -> int:
+    q = _positive_int(text)
+    if q > 100:
+        raise argparse.ArgumentTypeError(f"a JPEG quality is from 1 to 100, got {text!r}")
+    return q
 
 
 def _stop_spec(text: str) -> str:
@@ -181,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--blur", required=True, metavar="SPEC",
                            help="the blur: gaussian:SIGMA, box:SIZE, motion:LENGTH[,ANGLE] (pixels, degrees), "
                                 "or a kernel file (.npy or an image; normalised to sum 1)")
+        if task == "jpeg":
+            p.add_argument("--quality", type=_jpeg_quality, metavar="Q",
+                           help=f"the JPEG quality (1 to 100) INPUT was compressed at; on strong artefacts "
+                                f"({JPEG_STRONG['max_quality']} or less) the automatic stop watches for them "
+                                f"differently (default: read from a JPEG file's quantisation table; none for "
+                                f"other files)")
         if task == "flash":
             p.add_argument("--flash", required=True, metavar="FLASH",
                            help="the flash photo of the same scene, same size as INPUT (the no-flash photo)")
@@ -507,13 +520,15 @@ def _print_summary(rows, quiet: bool) -> None:
 MILD_JPEG = 50      # from this quality on, the jpeg `default` preset was measured to return less than the input
 
 
-def _warn_if_mild(src: Path) -> None:
-    """A one-line warning when ``src`` is a JPEG file compressed so lightly that restoring it is measured to
-    lose quality (docs/stopping.md: 0.07 to 3.90 dB under the input at qualities 50 and 70)."""
-    quality = jpeg_quality(src)
+def _jpeg_input_quality(args, src: Path) -> int | None:
+    """The JPEG quality of ``src``: ``--quality``, else read from the file (None for a file that is no JPEG), with
+    a one-line warning when it is so mild that restoring was measured to lose quality (docs/stopping.md: 0.07
+    to 3.90 dB under the input at qualities 50 and 70)."""
+    quality = args.quality or jpeg_quality(src)
     if quality is not None and quality >= MILD_JPEG:
         warnings.warn(f"{src}: JPEG quality about {quality}: on such mild artefacts the result was measured "
                       "0.1 to 3.9 dB under the input (qualities 50 and 70; see docs/stopping.md)")
+    return quality
 
 
 def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], factor: int | None,
@@ -527,15 +542,15 @@ def _restore_file(args, src: Path, output: Path, paths: dict[str, str | None], f
     task = args.command
     preset = get_preset(task, args.preset, factor=factor)
     image, info = load_image(src)
+    extra = {}
     if task == "jpeg":
-        _warn_if_mild(src)
+        extra["quality"] = _jpeg_input_quality(args, src)
     mask = None
     if task == "inpaint":
         if args.mask == "zeros":
             mask = _mask_from_zeros(image)
         else:
             mask = load_mask(args.mask, shape=tuple(image.shape[-2:]))
-    extra = {}
     if task == "deblur":
         extra["kernel"] = parse_blur(args.blur)
     if task == "super-resolve":

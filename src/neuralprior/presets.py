@@ -57,6 +57,11 @@ SR_STOP = dict(sample="pixels", settled=SR_SETTLED / 255)
 # strength), returns the estimate at its minimum, and ends the run once the ratio has turned: 100 iterations past its
 # minimum and 5% above it, not before iteration 300 (docs/stopping.md)
 JPEG_STOP = dict(sample="pixels", residual_power=1.5, rise=0.05, min_iterations=300, patience=100)
+# strong artefacts (the JPEG quality, read from the file or given, at most `max_quality`): the fit peaks within a few
+# hundred iterations, then reproduces the blocks while std / residual^1.5 goes on falling to the cap; std / residual^2
+# turns there. On weak artefacts that power returns early minima of plateaus, so it is kept for strong ones
+# (docs/stopping.md, "JPEG artefacts: strong artefacts")
+JPEG_STRONG = dict(max_quality=8, residual_power=2.0)
 # the light hourglass with zero padding and nearest upsampling, for SURE denoising: 20% less per iteration than
 # reflection padding and bilinear upsampling, at equal or better quality per iteration (docs/performance.md).
 # Not for super-resolution (it plateaus 0.7 dB lower) or inpainting (zero padding no faster to its target).
@@ -81,11 +86,21 @@ class Preset:
     # error (HeldOutError) instead of watching the windowed variance; with its patience and min_iterations
     held_out: dict = field(default_factory=dict)
     restarts: int = 1                           # fits from different seeds, each with its own stop, averaged
+    # JPEG: the "auto" rule's settings that replace stop_args' for strong artefacts, and the highest quality they are for
+    strong_jpeg: dict = field(default_factory=dict)
 
     def stopping_rule(self, stop: str | int | StoppingRule | None = None) -> StoppingRule:
         """The rule ``stop`` names (default: the preset's); ``"auto"`` gets this preset's settings."""
         spec = self.stop if stop is None else stop
         return make_stopping_rule(spec, **(self.stop_args if spec == "auto" else {}))
+
+    def for_jpeg_quality(self, quality: int | None) -> Preset:
+        """This preset for an image compressed at JPEG ``quality`` (1 to 100; None: not known, the preset as it
+        is): at or below ``strong_jpeg["max_quality"]`` its automatic stop takes the strong-artefact settings."""
+        if quality is None or not self.strong_jpeg or quality > self.strong_jpeg["max_quality"]:
+            return self
+        strong = {k: v for k, v in self.strong_jpeg.items() if k != "max_quality"}
+        return replace(self, stop_args=dict(self.stop_args, **strong))
 
     def build_network(self, out_channels: int, seed: int | None = 0) -> nn.Module:
         """A freshly initialised network; its weights depend only on ``seed`` (the global RNG is untouched)."""
@@ -127,7 +142,7 @@ def _presets() -> list[Preset]:
         # blind JPEG artefact removal
         P("default", "jpeg", network_args=LIGHT_NET,
           fit=FitConfig(num_iter=2400, lr=0.01, reg_noise_std=1 / 30, ema=0.99, betas=SHORT_BETAS, **FAST),
-          stop_args=JPEG_STOP,
+          stop_args=JPEG_STOP, strong_jpeg=JPEG_STRONG,
           description="light hourglass, Adam betas (0.8, 0.9), bfloat16 where fast, automatic stop on the windowed "
                       "std relative to the residual"),
         P("paper", "jpeg",
@@ -214,7 +229,7 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
     for p in PRESETS:
         if p.task == task and p.name == name:
             p = replace(p, fit=replace(p.fit), network_args=dict(p.network_args), stop_args=dict(p.stop_args),
-                        held_out=dict(p.held_out))
+                        held_out=dict(p.held_out), strong_jpeg=dict(p.strong_jpeg))
             if task == "super-resolve" and factor is not None and factor >= 8:
                 p.fit = replace(p.fit, num_iter=4000, reg_noise_std=0.05, betas=FitConfig().betas)
                 p.stop_args = {}                        # the settled stop was measured up to x4 only
@@ -241,6 +256,9 @@ def preset_table() -> str:
         stop = f"{p.stop} ({', '.join(f'{k} {_setting(k, v)}' for k, v in p.stop_args.items())})" if p.stop_args else p.stop
         if p.held_out:
             stop = f"{p.stop} (held-out {', '.join(f'{k} {v:g}' for k, v in p.held_out.items())})"
+        if p.strong_jpeg:
+            strong = ", ".join(f"{k} {_setting(k, v)}" for k, v in p.strong_jpeg.items() if k != "max_quality")
+            stop += f"; JPEG quality at most {p.strong_jpeg['max_quality']}: {strong}"
         iterations = f"{f.num_iter}" + (f" x {p.restarts} fits, averaged" if p.restarts > 1 else "")
         rows.append(f"| {p.task} | {p.name} | {p.network} ({args}) | {f.input_kind} / {f.loss} | {iterations} "
                     f"| {f.lr:g} | {sigma_p} | {f.ema:g} | {f.precision} | {stop} | {p.description} |")

@@ -71,13 +71,16 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
             stop: str | int | None = None, seed: int | None = 0, device="auto",
             x_true: torch.Tensor | None = None, callback=None, callback_every: int = 1,
             time_limit: float | None = None, checkpoint=None, checkpoint_every: int = 100, resume=None,
-            restarts: int | None = None, **overrides) -> FitResult:
+            restarts: int | None = None, quality: int | None = None, **overrides) -> FitResult:
     """Restore ``image`` (N, C, H, W) or (C, H, W) in [0, 1] for ``task`` with ``preset``.
 
     ``mask``: inpainting; ``factor``: super-resolution; ``kernel``: deblurring (a 2-D array or a
     :func:`~neuralprior.operators.parse_blur` spec), or super-resolution's downsampling kernel
     (``"lanczos2"``, the paper's and the default; ``"lanczos3"``, as Pillow's ``LANCZOS`` resize;
-    ``"bicubic"``; ``"box"``); ``flash``: the flash image of flash/no-flash.
+    ``"bicubic"``; ``"box"``); ``flash``: the flash image of flash/no-flash; ``quality``: JPEG
+    artefacts: the JPEG quality (1 to 100) the image was compressed at, where known
+    (:func:`~neuralprior.io.jpeg_quality` reads it from a file): on strong artefacts the automatic
+    stop takes other settings (:meth:`~neuralprior.presets.Preset.for_jpeg_quality`).
     ``overrides`` are :class:`FitConfig` fields (``num_iter``, ``lr``, ``reg_noise_std``, ``loss``,
     ``tv_weight``, ``tikhonov_weight``, ...).
     ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations). Inpainting
@@ -93,6 +96,12 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
     p = _configured_preset(task, preset, overrides, factor=factor)
+    if quality is not None:
+        if task != "jpeg":
+            raise NeuralPriorError(f"quality is a JPEG quality, for the jpeg task only (not {task})")
+        if check_positive_int(quality, "quality") > 100:
+            raise NeuralPriorError(f"quality must be a JPEG quality from 1 to 100, got {quality}")
+        p = p.for_jpeg_quality(quality)
     n = _restart_count(p, restarts, checkpoint, resume)
     y = check_image(image, "image").float()
     op = _operator(task, y, mask, factor, kernel)
@@ -102,9 +111,11 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
         return _fit_once(p, task, y, op, stop, seed=seed, latent=latent, x_true=x_true, device=device,
                          callback=callback, callback_every=callback_every, time_limit=time_limit,
                          checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
-    if n == 1:
-        return once(seed, callback, time_limit)
-    return average_of_fits(once, n, seed=seed, callback=callback, time_limit=time_limit, x_true=x_true)
+    result = once(seed, callback, time_limit) if n == 1 else \
+        average_of_fits(once, n, seed=seed, callback=callback, time_limit=time_limit, x_true=x_true)
+    if quality is not None:
+        result.config["jpeg_quality"] = quality
+    return result
 
 
 def _restart_count(p, restarts, checkpoint, resume) -> int:
