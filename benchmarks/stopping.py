@@ -18,7 +18,7 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.008 --tolerance-power 2
     python benchmarks/stopping.py --masks --crop 256       # no fitting: how large the inpainting cases' holes are
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), text inpainting (kate, the examples'
-text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4), and
+text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4; x2 and x8 with ``--sr-factors``), and
 synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
 x4 super-resolution of their centred 256x256 crops (``synthetic-sr4-*``, made as Set5's low-resolution
 images are), noisy inpainting on the same images (sigma 25, half the pixels missing at random), and JPEG artefacts
@@ -89,12 +89,13 @@ def jpeg_source(data: Path, name: str) -> Image.Image:
     return Image.fromarray(getattr(skd, name)())
 
 
-def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_qualities=(10,), jpeg_images=None):
+def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_qualities=(10,), jpeg_images=None,
+          sr_factors=(4,)):
     """(name, task, observation, ground truth, kwargs, metric); ``sigmas``: the synthetic noise levels,
     ``images``: the scikit-image images (``skimage.data`` names) they are added to; ``jpeg_qualities``:
     the JPEG qualities (Pillow's 1 to 95 scale, its default 4:2:0 chroma subsampling) of the synthetic
     JPEG cases on the same images and on the denoising ground truths, or, given ``jpeg_images``, on
-    those images only (``jpeg_source`` names)."""
+    those images only (``jpeg_source`` names); ``sr_factors``: the Set5 super-resolution factors (``srF-NAME``)."""
     if (data / "denoise-sigma25").is_dir():
         for n in ("F16", "kodim03", "peppers"):
             y, _ = npr.load_image(data / "denoise-sigma25" / f"{n}_noisy.png")
@@ -119,8 +120,9 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
             w, h = hr.size
             W, H = w - w % 32, h - h % 32
             hr = hr.crop(((w - W) // 2, (h - H) // 2, (w - W) // 2 + W, (h - H) // 2 + H))
-            lr = hr.resize((W // 4, H // 4), Image.LANCZOS)
-            yield f"sr4-{n}", "super-resolve", _tensor(lr), _tensor(hr), {"factor": 4}, psnr_y
+            for f in sr_factors:
+                lr = hr.resize((W // f, H // f), Image.LANCZOS)
+                yield f"sr{f}-{n}", "super-resolve", _tensor(lr), _tensor(hr), {"factor": f}, psnr_y
     from skimage import data as skd
 
     photos = {n: Image.fromarray(getattr(skd, n)()) for n in images}      # each read once
@@ -180,7 +182,7 @@ def overrides(args) -> dict:
 
 
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
-    preset = get_preset(task, args.preset)
+    preset = get_preset(task, args.preset, factor=kwargs.get("factor"))      # as restore() gets it (x8: other settings)
     if task == "inpaint" and preset.held_out:
         held_out = run_held_out_case(name, task, y, gt, kwargs, metric, args, preset)
         if held_out is not None:
@@ -386,6 +388,9 @@ def main() -> None:
                                                  "(0-1 scale; the rule is the preset's)")
     p.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
                    help="the optimiser's betas replaced by these (each in [0, 1))")
+    p.add_argument("--sr-factors", type=int, nargs="+", default=[4], choices=[2, 4, 8],
+                   help="super-resolution factors of the Set5 cases (default: %(default)s; the low-resolution image "
+                        "is the sharp one, cropped to multiples of 32, reduced by Lanczos)")
     p.add_argument("--jpeg-qualities", type=int, nargs="+", default=[10],
                    help="JPEG qualities (1 to 95) of the synthetic JPEG cases (default: %(default)s)")
     p.add_argument("--jpeg-images", nargs="+", metavar="NAME",
@@ -439,7 +444,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: --images: no scikit-image image named {unknown[0]!r}")
     # the cases before anything is written (a bad --jpeg-images name ends the run here)
-    todo = list(cases(Path(args.data), args.sigmas, args.images, args.jpeg_qualities, args.jpeg_images))
+    todo = list(cases(Path(args.data), args.sigmas, args.images, args.jpeg_qualities, args.jpeg_images,
+                      args.sr_factors))
     if args.only:           # the cases named, in the order named
         todo = list({c[0]: c for o in args.only for c in todo if c[0].startswith(o)}.values())
     out = Path(args.out)

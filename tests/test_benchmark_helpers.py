@@ -401,3 +401,14 @@ def test_restarts_average_the_two_fits_estimates_of_the_same_iteration():
     expected = [psnr((a + b) / 2, gt) for a, b in zip(kept[0], kept[1])]
     assert scores == pytest.approx(expected, abs=1e-4)
     assert psnr((kept[0][0] + kept[1][0]) / 2, gt) != pytest.approx(psnr((kept[0][-1] + kept[1][0]) / 2, gt), abs=1e-3)
+
+
+def test_set5_cases_at_other_factors(shared_data):
+    made = {c[0]: c for c in bench_stopping.cases(shared_data, sigmas=(), images=(), jpeg_qualities=(), sr_factors=(2, 4))
+            if c[1] == "super-resolve"}
+    assert {"sr2-bird", "sr4-bird", "sr2-woman"} <= set(made)
+    _, _, lr2, hr2, kw2, metric = made["sr2-woman"]
+    _, _, lr4, hr4, kw4, _ = made["sr4-woman"]
+    assert kw2 == {"factor": 2} and kw4 == {"factor": 4} and metric is bench_stopping.psnr_y
+    assert torch.equal(hr2, hr4) and hr2.shape[-2:] == (320, 224)             # cropped to multiples of 32
+    assert lr2.shape[-2:] == (160, 112) and lr4.shape[-2:] == (80, 56)
