@@ -43,3 +43,11 @@ def check_positive_int(value, name: str) -> int:
     if f != int(f) or f < 1:
         raise NeuralPriorError(f"{name} must be a positive integer, got {value!r}")
     return int(f)
+
+
+def check_jpeg_quality(value, name: str = "quality") -> int:
+    """``value`` as a JPEG quality, an int from 1 to 100."""
+    q = check_positive_int(value, name)
+    if q > 100:
+        raise NeuralPriorError(f"{name} must be a JPEG quality from 1 to 100, got {value!r}")
+    return q

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from ._validation import NeuralPriorError, check_betas, check_positive_int
+from ._validation import NeuralPriorError, check_betas, check_jpeg_quality, check_positive_int
 from .fit import OPTIMIZERS, StopFitting
 from .io import (ImageInfo, atomic_path, check_output_path, check_writable_file, jpeg_quality, load_image,
                  load_mask, save_image)
@@ -71,10 +71,10 @@ def _positive_int(text: str) -> int:
 
 
 def _jpeg_quality(text: str) -> int:
-    q = _positive_int(text)
-    if q > 100:
-        raise argparse.ArgumentTypeError(f"a JPEG quality is from 1 to 100, got {text!r}")
-    return q
+    try:
+        return check_jpeg_quality(text, "value")
+    except NeuralPriorError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _stop_spec(text: str) -> str:

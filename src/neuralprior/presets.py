@@ -46,9 +46,10 @@ SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.016)
 # then goes on from the estimate at that minimum with every known pixel for a quarter as many iterations again, at
 # most 200: most of what holding pixels out cost comes back, and a noisy image that overfits fast is not refitted
 HELD_OUT_STOP = dict(fraction=0.05, patience=500, min_iterations=100, stretch=0.25, max_stretch=200)
-# super-resolution x4 (x2 and x3 keep the general rule, see get_preset): the fit has no noise to reproduce and its quality rises ever more slowly; the run ends
-# once the estimate has settled, when the windowed std of a fixed sample of its pixels (full-resolution pixels, so
-# that the threshold means the same at any image size) falls to SR_SETTLED grey levels (docs/stopping.md)
+# super-resolution x4 (x2 and x3 keep the general rule, see get_preset): the fit has no noise to reproduce and its
+# quality rises ever more slowly; the run ends once the estimate has settled, when the windowed std of a fixed sample
+# of its pixels (full-resolution pixels, so that the threshold means the same at any image size) falls to SR_SETTLED
+# grey levels (docs/stopping.md)
 SR_SETTLED = 0.12
 SR_STOP = dict(sample="pixels", settled=SR_SETTLED / 255)
 # JPEG artefacts: with SHORT_BETAS the fit of strong artefacts peaks within the 2400 iterations, then slowly reproduces
@@ -233,7 +234,7 @@ def get_preset(task: str, name: str = "default", *, factor: int | None = None) -
                         held_out=dict(p.held_out), strong_jpeg=dict(p.strong_jpeg))
             if task == "super-resolve" and factor is not None and factor >= 8:
                 p.fit = replace(p.fit, num_iter=4000, reg_noise_std=0.05, betas=FitConfig().betas)
-                p.stop_args = {}                        # the settled stop was measured up to x4 only
+                p.stop_args = {}                        # the settled stop is for x4 only; x8: the general rule, pooled
             elif task == "super-resolve" and factor is not None and factor != 4:
                 # measured at x2 on Set5, x4's settled stop ended two of four runs 0.9 and 1.3 dB early: x2 and x3
                 # keep the general rule on the pixel sample (docs/stopping.md, "Super-resolution x2")

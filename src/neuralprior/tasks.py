@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from ._validation import NeuralPriorError, check_image, check_positive_int
+from ._validation import NeuralPriorError, check_image, check_jpeg_quality, check_positive_int
 from .fit import FitResult, fit
 from .config import FitConfig
 from .metrics import psnr
@@ -99,9 +99,7 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     if quality is not None:
         if task != "jpeg":
             raise NeuralPriorError(f"quality is a JPEG quality, for the jpeg task only (not {task})")
-        if check_positive_int(quality, "quality") > 100:
-            raise NeuralPriorError(f"quality must be a JPEG quality from 1 to 100, got {quality}")
-        p = p.for_jpeg_quality(quality)
+        p = p.for_jpeg_quality(check_jpeg_quality(quality))
     n = _restart_count(p, restarts, checkpoint, resume)
     y = check_image(image, "image").float()
     op = _operator(task, y, mask, factor, kernel)
