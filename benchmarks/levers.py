@@ -121,6 +121,8 @@ LEVERS = {
         "sigma-p0.06": ({}, dict(reg_noise_std=0.06)),
         "wide-top-sigma-p0.01": (WIDE_TOP, dict(reg_noise_std=0.01)),
         "wide-top": (WIDE_TOP, {}),
+        # the wider top with bilinear upsampling, as the paper's restoration network (inpainting presets: nearest)
+        "wide-top-bilinear": (dict(WIDE_TOP, upsample="bilinear"), {}),
         # two fits from different seeds, their estimates averaged (each "iteration" is one step of both), with the
         # default's network or the wider top's (the inpainting `quality` preset's network)
         "restarts-2": ({}, {}),
