@@ -61,8 +61,21 @@ def test_bench_command_writes_tables_with_published_numbers(data, tmp_path, caps
     assert json.loads((out / "results.json").read_text())["meta"]["preset"] == "default"
 
 
+def test_bench_restarts_average_fits_and_say_so(data, tmp_path):
+    out = tmp_path / "res"
+    argv = ["bench", "inpaint", "--data", str(data), "--out", str(out), "--iterations", "3", "--device", "cpu",
+            "--methods", "dip", "--restarts", "2"]
+    assert main(argv) == 0
+    (dip,) = [r for r in csv.DictReader(open(out / "results.csv")) if r["method"].startswith("DIP")]
+    assert dip["method"] == "DIP (default, 2 fits)"
+    assert dip["iterations"] == "6"                      # both fits' iterations, one after the other
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert meta["restarts"] == 2 and "--restarts 2" in meta["command"]
+
+
 def test_bench_errors_are_one_line(data, tmp_path, capsys):
     assert main(["bench", "--data", str(tmp_path / "none")]) == 2
     assert main(["bench", "sr5", "--data", str(data)]) == 2
+    assert main(["bench", "--data", str(data), "--restarts", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(l.startswith("neuralprior: error:") for l in err)
+    assert len(err) == 3 and all(l.startswith("neuralprior: error:") for l in err)

@@ -209,21 +209,24 @@ def classical_baseline(task: str, observation: torch.Tensor, *, mask: torch.Tens
 # ---------------------------------------------------------------------------------- runner
 
 def run_dip(case: Case, *, preset: str, device: str, time_limit: float | None, iterations: int | None,
-            seed: int = 0) -> tuple[torch.Tensor, dict]:
+            seed: int = 0, restarts: int | None = None) -> tuple[torch.Tensor, dict]:
     from .tasks import restore
 
     task = {"denoise": "denoise", "inpaint": "inpaint"}.get(case.suite, "super-resolve")
     kw = {"num_iter": iterations} if iterations else {}
     r = restore(task, case.observation, mask=case.mask, factor=case.factor, preset=preset, device=device,
-                time_limit=time_limit, seed=seed, **kw)
+                time_limit=time_limit, seed=seed, restarts=restarts, **kw)
     return r.image, dict(iterations=r.iterations_run, stopped_at=r.stopped_at, stop_reason=r.reason,
                          seconds=r.seconds, device=r.device, precision=r.precision)
 
 
 def run_bench(data: str | Path, suites: list[str], *, preset: str = "default", device: str = "auto",
               time_limit: float | None = 120.0, iterations: int | None = None, methods: list[str] | None = None,
-              only: list[str] | None = None, log: Callable[[str], None] = print) -> list[Row]:
-    """Run DIP (``preset``) and the baselines on every case of ``suites``; returns one Row per (image, method)."""
+              only: list[str] | None = None, restarts: int | None = None,
+              log: Callable[[str], None] = print) -> list[Row]:
+    """Run DIP (``preset``) and the baselines on every case of ``suites``; returns one Row per (image, method).
+
+    ``restarts``: DIP fits per image, averaged (default: the preset's); ``time_limit`` is for all of them together."""
     rows: list[Row] = []
     for suite in suites:
         if suite not in SUITES:
@@ -231,7 +234,7 @@ def run_bench(data: str | Path, suites: list[str], *, preset: str = "default", d
         for case in load_suite(Path(data), suite, only):
             todo: dict[str, Callable] = {}
             if not methods or "dip" in methods:
-                todo[f"DIP ({preset})"] = None
+                todo[f"DIP ({preset})" if restarts is None else f"DIP ({preset}, {restarts} fits)"] = None
             for name, fn in baselines(suite).items():
                 if not methods or name.lower() in [m.lower() for m in methods]:
                     todo[name] = fn
@@ -239,7 +242,8 @@ def run_bench(data: str | Path, suites: list[str], *, preset: str = "default", d
                 t0 = time.perf_counter()
                 info: dict = {}
                 if fn is None:
-                    x, info = run_dip(case, preset=preset, device=device, time_limit=time_limit, iterations=iterations)
+                    x, info = run_dip(case, preset=preset, device=device, time_limit=time_limit, iterations=iterations,
+                                      restarts=restarts)
                 else:
                     x = fn(case)
                 seconds = info.get("seconds", time.perf_counter() - t0)

@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--methods", nargs="+", metavar="M", help="only these methods (dip, CBM3D, NLM, TV, ...)")
     b.add_argument("--only", nargs="+", metavar="IMAGE", help="only these image names")
+    _add_restarts(b)
     c = sub.add_parser("conv", help="convolution explorer: output size and the input pixels one output pixel reads")
     c.add_argument("--size", type=_positive_int, default=7, help="input side in pixels (default: %(default)s)")
     c.add_argument("--kernel", type=_positive_int, default=3, help="kernel side (default: %(default)s)")
@@ -855,10 +856,11 @@ def _run_bench(args, argv) -> int:
         raise NeuralPriorError(f"{data}: none of the suite folders ({', '.join(f for f, _ in SUITES.values())}) found")
     limit = None if args.full else args.time_limit
     rows = run_bench(data, suites, preset=args.preset, device=args.device, time_limit=limit, iterations=args.iterations,
-                     methods=args.methods, only=args.only, log=print)
+                     methods=args.methods, only=args.only, restarts=args.restarts, log=print)
     meta = {"command": "neuralprior " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": machine_description(str(rows[0].extra.get("device", args.device)) if rows else args.device),
-            "date": datetime.date.today().isoformat(), "preset": args.preset, "time_limit": limit}
+            "date": datetime.date.today().isoformat(), "preset": args.preset, "time_limit": limit,
+            "restarts": args.restarts}
     print(report(rows, data, args.out, meta=meta))
     return 0
 
