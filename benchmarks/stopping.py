@@ -229,7 +229,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                    rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
                              tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
                              sample=rule.sample, settled=rule.settled, residual_power=rule.residual_power,
-                             rise=rule.rise))
+                             rise=rule.rise, settle_lag=rule.settle_lag, settle_ratio=rule.settle_ratio))
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
                 psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
                 gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
@@ -295,7 +295,8 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
-           tolerance_power: float = 1.0, settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0):
+           tolerance_power: float = 1.0, settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0,
+           settle_lag: int = 0, settle_ratio: float = 0.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
     the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``).
 
@@ -309,7 +310,8 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
     else:
         rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
                                 tolerance=tolerance, tolerance_power=tolerance_power, settled=settled,
-                                residual_power=residual_power, rise=rise)
+                                residual_power=residual_power, rise=rise, settle_lag=settle_lag,
+                                settle_ratio=settle_ratio)
         rule.noise_level = level
         watched = series["variances"]
         if residual_power > 0 and not series.get("residuals"):
@@ -344,8 +346,10 @@ def main_replay(args) -> None:
         settled = r.get("settled", 0.0) if args.settled is None else args.settled / 255
         residual_power = r.get("residual_power", 0.0) if args.residual_power is None else args.residual_power
         rise = r.get("rise", 0.0) if args.rise is None else args.rise
+        lag = r.get("settle_lag", 0) if args.settle_lag is None else args.settle_lag
+        ratio = r.get("settle_ratio", 0.0) if args.settle_ratio is None else args.settle_ratio
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   tolerance, level, power, settled, residual_power, rise)
+                                   tolerance, level, power, settled, residual_power, rise, lag, ratio)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
@@ -414,6 +418,10 @@ def main() -> None:
     p.add_argument("--rise", type=float, help="with --replay: the patience ends the run only once the watched "
                    "quantity has risen this fraction above its minimum (default: the series' own; 0: the patience "
                    "alone)")
+    p.add_argument("--settle-lag", type=int, metavar="L", help="with --replay: the settled stop also needs the "
+                   "windowed std to be at least --settle-ratio x its value L iterations before (default: the "
+                   "series' own; 0: off)")
+    p.add_argument("--settle-ratio", type=float, metavar="R", help="with --replay: see --settle-lag")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
@@ -425,6 +433,10 @@ def main() -> None:
         raise SystemExit("error: --residual-power must be 0 or more")
     if args.rise is not None and not args.rise >= 0:
         raise SystemExit("error: --rise must be 0 or more")
+    if args.settle_lag is not None and not args.settle_lag >= 0:
+        raise SystemExit("error: --settle-lag must be 0 or more")
+    if args.settle_ratio is not None and not 0 <= args.settle_ratio < 1:
+        raise SystemExit("error: --settle-ratio must be in [0, 1)")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
     if args.betas is not None:

@@ -245,8 +245,12 @@ def test_replay_of_a_settling_series_with_an_absolute_threshold(monkeypatch, cap
     assert bench_stopping.replay(series, 300, 100, 0.0, None, settled=0.2 / 255) == (100, 100, pytest.approx(21.0))
     assert bench_stopping.replay(series, 300, 100, 0.0, None, settled=0.05 / 255) == (199, 199, pytest.approx(21.99))
     assert bench_stopping.replay(series, 300, 100, 0.0, None) == (299, 299, pytest.approx(22.99))      # no threshold: the cap
+    # the std must also have stopped falling fast: at least 0.79 x its value 50 iterations before, from i = 238
+    assert bench_stopping.replay(series, 300, 100, 0.0, None, settled=0.2 / 255, settle_lag=50,
+                                 settle_ratio=0.79) == (238, 238, pytest.approx(22.38))
     (tmp_path / "sr4-x.json").write_text(json.dumps(series))
-    for extra, stop in (([], "100"), (["--settled", "0.05"], "199"), (["--settled", "0"], "299")):
+    for extra, stop in (([], "100"), (["--settled", "0.05"], "199"), (["--settled", "0"], "299"),
+                        (["--settle-lag", "50", "--settle-ratio", "0.79"], "238")):
         rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), *extra))
         assert rows[0][:2] == ["sr4-x", stop]                   # the series' own threshold unless one is given
 
@@ -260,6 +264,7 @@ def test_a_run_saves_the_loss_and_the_residual_per_iteration(monkeypatch, capsys
     assert len(series["residuals"]) == 4 and all(10 < r < 255 for r in series["residuals"])
     assert all(loss > 0 for loss in series["losses"])
     assert (series["rule"]["residual_power"], series["rule"]["rise"]) == (1.5, 0.05)     # the JPEG preset's rule
+    assert (series["rule"]["settle_lag"], series["rule"]["settle_ratio"]) == (0, 0.0)
     run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path / "none"), "--images", "astronaut",
              "--only", "jpeg", "--jpeg-qualities", "5", "--crop", "32", "--iterations", "2", "--out", str(tmp_path / "q5"))
     strong = json.loads((tmp_path / "q5" / "series" / "jpeg-astronaut-q5.json").read_text())

@@ -851,6 +851,29 @@ def test_settled_threshold_scales_as_a_power_of_the_noise_level():
     assert stops[3.0, hi] < stops[1.0, hi] and stops[3.0, ref] == stops[1.0, ref] and stops[3.0, lo] > stops[1.0, lo]
 
 
+def test_the_settled_stop_waits_until_the_std_stops_falling_fast():
+    from neuralprior.stopping import REFERENCE_NOISE
+    # windowed std 0.001 + 0.05 exp(-t / 20): below the threshold 0.01 from t = 35, but still falling fast
+    std = [0.001 + 0.05 * math.exp(-t / 20) for t in range(400)]
+
+    def stop(**kw):
+        rule = WindowedVariance(min_iterations=10, patience=1000, tolerance=0.01 / REFERENCE_NOISE, **kw)
+        rule.noise_level = REFERENCE_NOISE
+        return next(t for t, s in enumerate(std) if rule.judge(t, s * s).stop)
+
+    assert stop() == 35
+    slow = stop(settle_lag=50, settle_ratio=0.8)       # then also std(t) >= 0.8 std(t - 50): from t = 154
+    assert slow == 154 and std[slow] >= 0.8 * std[slow - 50] and std[slow - 1] < 0.8 * std[slow - 51]
+    with pytest.raises(ValueError):
+        WindowedVariance(settle_lag=-1)
+    with pytest.raises(ValueError):
+        WindowedVariance(settle_ratio=1.0)
+    old = WindowedVariance(settle_lag=50, settle_ratio=0.8)          # a checkpoint saved before the option
+    state = {k: v for k, v in WindowedVariance().state_dict().items() if not k.startswith("settle")}
+    old.load_state_dict(state)
+    assert (old.settle_lag, old.settle_ratio) == (0, 0.0)
+
+
 # --- held-out pixels (the inpainting stop) ----------------------------------------------------
 
 def test_split_mask_holds_out_a_fraction_of_the_known_pixels_only():

@@ -129,23 +129,33 @@ class WindowedVariance(StoppingRule):
     rise : the patience alone does not end the run: the watched std (or std / ρ ** ``residual_power``)
         must also have risen to (1 + ``rise``) x its minimum (a turn, not a plateau on which the fit
         may still be gaining). 0 = the patience alone.
+    settle_lag, settle_ratio : the settled stop (``tolerance`` or ``settled``) also needs the windowed std to
+        have stopped falling fast: at least ``settle_ratio`` x what it was ``settle_lag`` iterations before. A
+        fit that still changes quickly is still learning the image even when its changes are already
+        small (a smooth image under strong noise). 0 = off; no preset uses it (it delays fits that have
+        turned early: docs/stopping.md, "a check that the std has stopped falling fast").
     """
 
     name = "auto"
 
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
                  max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0,
-                 sample: str = "pool", settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0):
+                 sample: str = "pool", settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0,
+                 settle_lag: int = 0, settle_ratio: float = 0.0):
         if sample not in ("pool", "pixels"):
             raise ValueError(f"sample must be 'pool' or 'pixels', got {sample!r}")
         if not (residual_power >= 0 and rise >= 0):
             raise ValueError(f"residual_power and rise must be 0 or more, got {residual_power} and {rise}")
+        if not (settle_lag >= 0 and 0 <= settle_ratio < 1):
+            raise ValueError(f"settle_lag must be 0 or more and settle_ratio in [0, 1), got {settle_lag} and "
+                             f"{settle_ratio}")
         self.window, self.patience, self.min_iterations = int(window), int(patience), int(min_iterations)
         self.max_pixels = int(max_pixels)
         self.tolerance = float(tolerance)
         self.tolerance_power = float(tolerance_power)
         self.sample, self.settled = sample, float(settled)
         self.residual_power, self.rise = float(residual_power), float(rise)
+        self.settle_lag, self.settle_ratio = int(settle_lag), float(settle_ratio)
         self.noise_level: float | None = None
         self.observation: torch.Tensor | None = None    # for residual_power; not part of state_dict
         self.reset()
@@ -231,12 +241,22 @@ class WindowedVariance(StoppingRule):
         if lowest:
             self.best_variance = value
             limit = self.settled_std()
-            if limit > 0 and var ** 0.5 <= limit:
+            if limit > 0 and var ** 0.5 <= limit and self._falling_slowly(iteration, var):
                 scale = (f"{limit / self.noise_level:.3g} x the noise level" if self._relative()
                          else f"{limit * 255:.3g} grey levels")
                 return Decision(best=True, stop=True, reason=f"estimate settled: windowed std below {limit:.3g} "
                                                              f"({scale})")
         return decision
+
+    def _falling_slowly(self, iteration: int, var: float) -> bool:
+        """Whether the windowed std at ``iteration`` is at least ``settle_ratio`` x its value ``settle_lag``
+        iterations before (True when that check is off; False while there is no value that far back)."""
+        if self.settle_lag <= 0:
+            return True
+        for it, before in reversed(self.variances):
+            if it <= iteration - self.settle_lag:
+                return var >= self.settle_ratio ** 2 * before
+        return False
 
     def state_dict(self) -> dict:
         return {k: (v.clone() if isinstance(v, torch.Tensor) else list(v) if isinstance(v, list) else v)
@@ -248,6 +268,8 @@ class WindowedVariance(StoppingRule):
         vars(self).update(state)
         if "residual_power" not in state:       # saved before the residual ratio existed: it watched the std itself
             self.residual_power, self.rise = 0.0, 0.0
+        if "settle_lag" not in state:           # saved before the settled stop looked at how fast the std falls
+            self.settle_lag, self.settle_ratio = 0, 0.0
         if "sample" not in state:               # saved before the pixel sample existed: the variances are pooled
             self.sample = "pool"
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
