@@ -341,15 +341,15 @@ def main_replay(args) -> None:
         s = json.loads(f.read_text())
         r = s["rule"]
         level = s.get("noise_level") or args.level
-        power = r.get("tolerance_power", 1.0) if args.tolerance_power is None else args.tolerance_power
-        tolerance = r.get("tolerance", 0.0) if args.tolerance is None else args.tolerance
-        settled = r.get("settled", 0.0) if args.settled is None else args.settled / 255
-        residual_power = r.get("residual_power", 0.0) if args.residual_power is None else args.residual_power
-        rise = r.get("rise", 0.0) if args.rise is None else args.rise
-        lag = r.get("settle_lag", 0) if args.settle_lag is None else args.settle_lag
-        ratio = r.get("settle_ratio", 0.0) if args.settle_ratio is None else args.settle_ratio
+        # each setting: the one given, else the series' own (a series saved before it existed: off, or power 1)
+        given = {k: getattr(args, k) for k in ("tolerance", "tolerance_power", "settled", "residual_power", "rise",
+                                               "settle_lag", "settle_ratio")}
+        if given["settled"] is not None:
+            given["settled"] /= 255                                 # given in grey levels
+        kw = {k: r.get(k, 1.0 if k == "tolerance_power" else 0) if v is None else v for k, v in given.items()}
+        tolerance = kw.pop("tolerance")
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
-                                   tolerance, level, power, settled, residual_power, rise, lag, ratio)
+                                   tolerance, level, **kw)
         peak = int(np.argmax(s["scores"]))
         print(f"| {s['case']} | {stop} | {best} | {score:.2f} | {s['scores'][peak]:.2f} ({s['iterations'][peak]}) "
               f"| {s['scores'][peak] - score:.2f} |")
