@@ -61,6 +61,13 @@ def test_bench_command_writes_tables_with_published_numbers(data, tmp_path, caps
     assert json.loads((out / "results.json").read_text())["meta"]["preset"] == "default"
 
 
+def test_bench_restarts_help_says_the_average_is_scored(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "seeds 0, 1, ..., each with its own stop, and score the average" in text
+
+
 def test_bench_restarts_average_fits_and_say_so(data, tmp_path):
     out = tmp_path / "res"
     argv = ["bench", "inpaint", "--data", str(data), "--out", str(out), "--iterations", "3", "--device", "cpu",

@@ -139,9 +139,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
-def _add_restarts(p: argparse.ArgumentParser) -> None:
+def _add_restarts(p: argparse.ArgumentParser, use: str = "save", seeds: str = "SEED, SEED+1") -> None:
     p.add_argument("--restarts", type=_positive_int, metavar="N",
-                   help="fit N times from seeds SEED, SEED+1, ..., each with its own stop, and save the average "
+                   help=f"fit N times from seeds {seeds}, ..., each with its own stop, and {use} the average "
                         "(N times the time; better where fits level off, as in inpainting); default: the "
                         "preset's (1)")
 
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--methods", nargs="+", metavar="M", help="only these methods (dip, CBM3D, NLM, TV, ...)")
     b.add_argument("--only", nargs="+", metavar="IMAGE", help="only these image names")
-    _add_restarts(b)
+    _add_restarts(b, use="score", seeds="0, 1")
     c = sub.add_parser("conv", help="convolution explorer: output size and the input pixels one output pixel reads")
     c.add_argument("--size", type=_positive_int, default=7, help="input side in pixels (default: %(default)s)")
     c.add_argument("--kernel", type=_positive_int, default=3, help="kernel side (default: %(default)s)")
