@@ -123,10 +123,13 @@ LEVERS = {
         "wide-top": (WIDE_TOP, {}),
         # the wider top with bilinear upsampling, as the paper's restoration network (inpainting presets: nearest)
         "wide-top-bilinear": (dict(WIDE_TOP, upsample="bilinear"), {}),
-        # two fits from different seeds, their estimates averaged (each "iteration" is one step of both), with the
-        # default's network or the wider top's (the inpainting `quality` preset's network)
+        # two (or three) fits from successive seeds, their estimates averaged (each "iteration" is one step of each
+        # fit), with the default's network or the wider top's (the inpainting `quality` preset's network); the last
+        # with the cosine decay of the learning rate to a tenth over the run in each fit
         "restarts-2": ({}, {}),
         "wide-top-restarts-2": (WIDE_TOP, {}),
+        "wide-top-restarts-3": (WIDE_TOP, {}),
+        "wide-top-lr-decay-restarts-2": (WIDE_TOP, dict(lr_decay_to=0.1)),
         "paper-width": (PAPER_WIDTH, {}),
         "float32": ({}, dict(precision="float32", channels_last=False)),
         "zero-pad": (dict(pad="zero"), {}),
@@ -190,6 +193,7 @@ def lever(task: str, name: str) -> tuple | None:
     return levers(task).get(name)
 
 
+RESTARTS = r"restarts-(\d+)$"            # the levers made of several fits averaged (run_staged)
 RAMP, DROP = r"sigma-p-ramp(\d+)", r"sigma-p-([\d.]+)-from(\d+)"      # the perturbation schedules' lever names
 
 
@@ -251,7 +255,7 @@ def run(task: str, name: str, y, gt, operator, metric, iterations: int, seed: in
     net = preset.build_network(gt.shape[1], seed=seed)
     if name == "unfused":           # the same network computed layer by layer (no fused SkipNet levels)
         set_fused(net, False)
-    if name == "coarse-to-fine" or name.endswith("restarts-2"):
+    if name == "coarse-to-fine" or re.search(RESTARTS, name):
         if auto:
             raise SystemExit(f"error: lever {name} runs without --stop auto")
         return run_staged(name, y, gt, operator, metric, preset, net, iterations, seed, progress)
@@ -387,9 +391,10 @@ def _series(seen: dict[int, float], iterations: int) -> list[float]:
 
 
 def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed: int, progress: int = 0):
-    """The levers made of several fits: ``coarse-to-fine`` (denoising) and ``restarts-2`` (any task, and
-    ``wide-top-restarts-2``). ``progress`` > 0: every that many iterations the quality goes to stderr (for
-    restarts, that of each fit alone and of their average)."""
+    """The levers made of several fits: ``coarse-to-fine`` (denoising) and ``...restarts-N`` (N fits from
+    successive seeds, one after the other, their estimates of the same iteration averaged and scored).
+    ``progress`` > 0: every that many iterations the quality goes to stderr (for restarts, that of each fit
+    alone and, with the last fit, of the average)."""
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
     if name == "coarse-to-fine":
@@ -401,26 +406,26 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
         npr.fit(y, net=net, config=replace(preset.fit, num_iter=iterations - coarse), stop="none", seed=seed,
                 callback=lambda s: seen.__setitem__(coarse + s.iteration, metric(s.estimate.cpu(), gt)))
         return _series(seen, iterations), (time.perf_counter() - t0) / iterations, None
-    first: dict[int, torch.Tensor] = {}     # restarts-2: the first fit's estimates, kept (on the CPU) to average
+    fits = int(re.search(RESTARTS, name)[1])
+    total: dict[int, torch.Tensor] = {}     # the sum of the earlier fits' estimates per iteration (on the CPU)
+    for k in range(fits):
+        mine: dict[int, torch.Tensor] = {}
 
-    def keep(s):
-        first[s.iteration] = s.estimate.detach().to("cpu", copy=True)     # fit() updates its estimate in place
-        if progress and (s.iteration + 1) % progress == 0:
-            print(f"{name}: first fit, iteration {s.iteration + 1}, {metric(first[s.iteration], gt):.2f}, "
-                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-
-    def average(s):
-        one = first.pop(s.iteration)
-        seen[s.iteration] = metric((one + s.estimate.cpu()) / 2, gt)
-        if progress and (s.iteration + 1) % progress == 0:
-            print(f"{name}: iteration {s.iteration + 1}, first fit {metric(one, gt):.2f}, second "
-                  f"{metric(s.estimate.cpu(), gt):.2f}, average {seen[s.iteration]:.2f}, "
-                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    npr.fit(y, operator, net=net, config=preset.fit, stop="none", seed=seed, callback=keep)
-    for it in range(1, iterations):         # an iteration rolled back by the guard keeps the previous estimate
-        first.setdefault(it, first[it - 1])
-    npr.fit(y, operator, net=preset.build_network(gt.shape[1], seed=seed + 1), config=preset.fit, stop="none",
-            seed=seed + 1, callback=average)
+        def add(s, k=k, mine=mine):
+            mine[s.iteration] = s.estimate.detach().to("cpu", copy=True)     # fit() updates its estimate in place
+            if k == fits - 1:
+                seen[s.iteration] = metric((total.get(s.iteration, 0) + mine[s.iteration]) / fits, gt)
+            if progress and (s.iteration + 1) % progress == 0:
+                average = f", average of {fits} {seen[s.iteration]:.2f}" if k == fits - 1 else ""
+                print(f"{name}: fit {k + 1} (seed {seed + k}), iteration {s.iteration + 1}, "
+                      f"{metric(mine[s.iteration], gt):.2f}{average}, {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr, flush=True)
+        net_k = net if k == 0 else preset.build_network(gt.shape[1], seed=seed + k)
+        npr.fit(y, operator, net=net_k, config=preset.fit, stop="none", seed=seed + k, callback=add)
+        if k < fits - 1:
+            for it in range(iterations):    # an iteration rolled back by the guard keeps the previous estimate
+                prev = mine[it] = mine.get(it, prev if it else None)
+                total[it] = total.get(it, 0) + mine.pop(it)
     return _series(seen, iterations), (time.perf_counter() - t0) / iterations, None
 
 

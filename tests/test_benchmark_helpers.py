@@ -408,6 +408,29 @@ def test_restarts_average_the_two_fits_estimates_of_the_same_iteration():
     assert psnr((kept[0][0] + kept[1][0]) / 2, gt) != pytest.approx(psnr((kept[0][-1] + kept[1][0]) / 2, gt), abs=1e-3)
 
 
+def test_restarts_3_average_three_seeds_and_the_lever_names_resolve():
+    """``wide-top-restarts-3`` and ``wide-top-lr-decay-restarts-2`` are levers; ``restarts-N`` averages N seeds."""
+    from neuralprior import fit
+    from neuralprior.metrics import psnr
+    from neuralprior.operators import Mask
+    from neuralprior.tasks import _configured_preset
+
+    assert levers.lever("inpaint", "wide-top-restarts-3")[0] == levers.WIDE_TOP
+    assert levers.lever("inpaint", "wide-top-lr-decay-restarts-2")[1] == {"lr_decay_to": 0.1}
+    g = torch.Generator().manual_seed(1)
+    gt = torch.rand(1, 1, 32, 32, generator=g)
+    op = Mask((torch.rand(1, 1, 32, 32, generator=g) > 0.5).float())
+    y = gt * op.mask
+    preset = _configured_preset("inpaint", "default", dict(num_iter=4))
+    scores, _, _ = levers.run_staged("restarts-3", y, gt, op, psnr, preset, preset.build_network(1, seed=2), 4, 2)
+    kept = {s: [] for s in (2, 3, 4)}
+    for seed, k in kept.items():
+        fit(y, op, net=preset.build_network(1, seed=seed), config=preset.fit, stop="none", seed=seed,
+            callback=lambda s, k=k: k.append(s.estimate.detach().clone()))
+    assert scores == pytest.approx([psnr((a + b + c) / 3, gt) for a, b, c in zip(*kept.values())], abs=1e-4)
+    assert scores != pytest.approx([psnr((a + b) / 2, gt) for a, b in zip(kept[2], kept[3])], abs=1e-3)
+
+
 def test_set5_cases_at_other_factors(shared_data):
     made = {c[0]: c for c in bench_stopping.cases(shared_data, sigmas=(), images=(), jpeg_qualities=(), sr_factors=(2, 4))
             if c[1] == "super-resolve"}
