@@ -18,7 +18,7 @@ other rule settings (tolerance, patience) can be evaluated without fitting again
     python benchmarks/stopping.py --replay stopping-results/series --tolerance 0.008 --tolerance-power 2
     python benchmarks/stopping.py --masks --crop 256       # no fitting: how large the inpainting cases' holes are
 Cases: denoising sigma 25 (3 images), inpainting 50% (3), text inpainting (kate, the examples'
-text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4; x2 and x8 with ``--sr-factors``), and
+text mask), large holes (library, the examples' mask), Set5 x4 (5, Y PSNR shaved 4; x2, x3 and x8 with ``--sr-factors``), and
 synthetic Gaussian noise sigma 15/25/50 (``--sigmas``) on scikit-image's astronaut and coffee (``--images``),
 x4 super-resolution of their centred 256x256 crops (``synthetic-sr4-*``, made as Set5's low-resolution
 images are), noisy inpainting on the same images (sigma 25, half the pixels missing at random), and JPEG artefacts
@@ -34,6 +34,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import re
 import sys
 import platform
@@ -116,11 +117,12 @@ def cases(data: Path, sigmas=(15, 25, 50), images=("astronaut", "coffee"), jpeg_
         yield "inpaint-library-holes", "inpaint", gt * mask, gt, {"mask": mask}, psnr
     if (data / "sr-set5").is_dir():
         for n in ("baby", "bird", "butterfly", "head", "woman"):
-            hr = Image.open(data / "sr-set5" / f"{n}_GT.png").convert("RGB")
-            w, h = hr.size
-            W, H = w - w % 32, h - h % 32
-            hr = hr.crop(((w - W) // 2, (h - H) // 2, (w - W) // 2 + W, (h - H) // 2 + H))
+            sharp = Image.open(data / "sr-set5" / f"{n}_GT.png").convert("RGB")
+            w, h = sharp.size
             for f in sr_factors:
+                m = 32 * f // math.gcd(32, f)       # a multiple of the network's 32 and of the factor
+                W, H = w - w % m, h - h % m
+                hr = sharp.crop(((w - W) // 2, (h - H) // 2, (w - W) // 2 + W, (h - H) // 2 + H))
                 lr = hr.resize((W // f, H // f), Image.LANCZOS)
                 yield f"sr{f}-{n}", "super-resolve", _tensor(lr), _tensor(hr), {"factor": f}, psnr_y
     from skimage import data as skd
@@ -392,9 +394,9 @@ def main() -> None:
                                                  "(0-1 scale; the rule is the preset's)")
     p.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
                    help="the optimiser's betas replaced by these (each in [0, 1))")
-    p.add_argument("--sr-factors", type=int, nargs="+", default=[4], choices=[2, 4, 8],
+    p.add_argument("--sr-factors", type=int, nargs="+", default=[4], choices=[2, 3, 4, 8],
                    help="super-resolution factors of the Set5 cases (default: %(default)s; the low-resolution image "
-                        "is the sharp one, cropped to multiples of 32, reduced by Lanczos)")
+                        "is the sharp one, cropped to multiples of 32 (of 96 for x3), reduced by Lanczos)")
     p.add_argument("--jpeg-qualities", type=int, nargs="+", default=[10],
                    help="JPEG qualities (1 to 95) of the synthetic JPEG cases (default: %(default)s)")
     p.add_argument("--jpeg-images", nargs="+", metavar="NAME",

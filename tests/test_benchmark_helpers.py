@@ -432,11 +432,13 @@ def test_restarts_3_average_three_seeds_and_the_lever_names_resolve():
 
 
 def test_set5_cases_at_other_factors(shared_data):
-    made = {c[0]: c for c in bench_stopping.cases(shared_data, sigmas=(), images=(), jpeg_qualities=(), sr_factors=(2, 4))
-            if c[1] == "super-resolve"}
+    made = {c[0]: c for c in bench_stopping.cases(shared_data, sigmas=(), images=(), jpeg_qualities=(),
+                                                  sr_factors=(2, 3, 4)) if c[1] == "super-resolve"}
     assert {"sr2-bird", "sr4-bird", "sr2-woman"} <= set(made)
     _, _, lr2, hr2, kw2, metric = made["sr2-woman"]
     _, _, lr4, hr4, kw4, _ = made["sr4-woman"]
     assert kw2 == {"factor": 2} and kw4 == {"factor": 4} and metric is bench_stopping.psnr_y
     assert torch.equal(hr2, hr4) and hr2.shape[-2:] == (320, 224)             # cropped to multiples of 32
     assert lr2.shape[-2:] == (160, 112) and lr4.shape[-2:] == (80, 56)
+    _, _, lr3, hr3, kw3, _ = made["sr3-woman"]                              # 344x228: multiples of 96 for x3
+    assert kw3 == {"factor": 3} and hr3.shape[-2:] == (288, 192) and lr3.shape[-2:] == (96, 64)
