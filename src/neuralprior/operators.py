@@ -76,13 +76,18 @@ class Mask(Operator):
 
 
 def lanczos_kernel(factor: int, support: int = 2) -> torch.Tensor:
-    """1-D Lanczos kernel for downsampling by ``factor`` (phase 0.5, sum 1).
+    """1-D Lanczos kernel for downsampling by ``factor`` (sum 1), the anti-aliasing filter used by the Deep
+    Image Prior paper for super-resolution.
 
-    Length ``2 * support * factor``; taps at distances (k + 0.5 - support*factor)/factor,
-    the anti-aliasing filter used by the Deep Image Prior paper for super-resolution.
+    Its taps sit at the high-resolution pixels around the centre of a low-resolution pixel, which is
+    where image resizers (Pillow, Matlab) put it: ``factor * i + (factor - 1) / 2``. For an even factor
+    that centre falls between two pixels: length ``2 * support * factor``, taps at distances
+    (k + 0.5 - support*factor)/factor (the paper's phase 0.5). For an odd factor it is a pixel: length
+    ``2 * support * factor + 1``, taps at (k - support*factor)/factor (the two end taps are 0).
     """
-    n = 2 * support * factor
-    d = (torch.arange(n, dtype=torch.float64) + 0.5 - support * factor) / factor
+    odd = factor % 2
+    n = 2 * support * factor + odd
+    d = (torch.arange(n, dtype=torch.float64) + 0.5 * (1 - odd) - support * factor) / factor
     k = torch.sinc(d) * torch.sinc(d / support)
     return (k / k.sum()).to(torch.float32)
 
