@@ -412,13 +412,15 @@ def run_staged(name, y, gt, operator, metric, preset, net, iterations: int, seed
         mine: dict[int, torch.Tensor] = {}
 
         def add(s, k=k, mine=mine):
-            mine[s.iteration] = s.estimate.detach().to("cpu", copy=True)     # fit() updates its estimate in place
-            if k == fits - 1:
-                seen[s.iteration] = metric((total.get(s.iteration, 0) + mine[s.iteration]) / fits, gt)
+            one = s.estimate.detach().to("cpu", copy=True)      # fit() updates its estimate in place
+            if k == fits - 1:           # the last fit: scored with the others' sum, not kept
+                seen[s.iteration] = metric((total.get(s.iteration, 0) + one) / fits, gt)
+            else:
+                mine[s.iteration] = one
             if progress and (s.iteration + 1) % progress == 0:
                 average = f", average of {fits} {seen[s.iteration]:.2f}" if k == fits - 1 else ""
                 print(f"{name}: fit {k + 1} (seed {seed + k}), iteration {s.iteration + 1}, "
-                      f"{metric(mine[s.iteration], gt):.2f}{average}, {time.perf_counter() - t0:.0f} s",
+                      f"{metric(one, gt):.2f}{average}, {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr, flush=True)
         net_k = net if k == 0 else preset.build_network(gt.shape[1], seed=seed + k)
         npr.fit(y, operator, net=net_k, config=preset.fit, stop="none", seed=seed + k, callback=add)
