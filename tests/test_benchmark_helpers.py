@@ -385,24 +385,32 @@ def test_levers_name_any_betas_for_any_task():
     assert levers.lever("inpaint", "betas-0.8") is None and levers.lever("denoise", "no-such-lever") is None
 
 
-def test_restarts_average_the_two_fits_estimates_of_the_same_iteration():
-    """``restarts-2`` scores, at each iteration, the average of both seeds' estimates of that iteration
-    (fit() updates its running estimate in place, so each must be copied when kept)."""
+def _restarts_and_separate_fits(name: str, iterations: int, seed: int, seeds: tuple, draw: int):
+    """(psnr, gt, scores of ``levers.run_staged(name)``, each of ``seeds``' estimates per iteration from a fit of
+    its own) on a 32x32 inpainting problem drawn from ``draw``."""
     from neuralprior import fit
     from neuralprior.metrics import psnr
     from neuralprior.operators import Mask
     from neuralprior.tasks import _configured_preset
 
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(draw)
     gt = torch.rand(1, 1, 32, 32, generator=g)
     op = Mask((torch.rand(1, 1, 32, 32, generator=g) > 0.5).float())
     y = gt * op.mask
-    preset = _configured_preset("inpaint", "default", dict(num_iter=5))
-    scores, _, _ = levers.run_staged("restarts-2", y, gt, op, psnr, preset, preset.build_network(1, seed=0), 5, 0)
-    kept = {0: [], 1: []}
-    for seed in (0, 1):
-        fit(y, op, net=preset.build_network(1, seed=seed), config=preset.fit, stop="none", seed=seed,
-            callback=lambda s, k=kept[seed]: k.append(s.estimate.detach().clone()))
+    preset = _configured_preset("inpaint", "default", dict(num_iter=iterations))
+    scores, _, _ = levers.run_staged(name, y, gt, op, psnr, preset, preset.build_network(1, seed=seed), iterations,
+                                     seed)
+    kept = {s: [] for s in seeds}
+    for one, k in kept.items():
+        fit(y, op, net=preset.build_network(1, seed=one), config=preset.fit, stop="none", seed=one,
+            callback=lambda s, k=k: k.append(s.estimate.detach().clone()))
+    return psnr, gt, scores, kept
+
+
+def test_restarts_average_the_two_fits_estimates_of_the_same_iteration():
+    """``restarts-2`` scores, at each iteration, the average of both seeds' estimates of that iteration
+    (fit() updates its running estimate in place, so each must be copied when kept)."""
+    psnr, gt, scores, kept = _restarts_and_separate_fits("restarts-2", 5, 0, (0, 1), draw=0)
     expected = [psnr((a + b) / 2, gt) for a, b in zip(kept[0], kept[1])]
     assert scores == pytest.approx(expected, abs=1e-4)
     assert psnr((kept[0][0] + kept[1][0]) / 2, gt) != pytest.approx(psnr((kept[0][-1] + kept[1][0]) / 2, gt), abs=1e-3)
@@ -410,23 +418,9 @@ def test_restarts_average_the_two_fits_estimates_of_the_same_iteration():
 
 def test_restarts_3_average_three_seeds_and_the_lever_names_resolve():
     """``wide-top-restarts-3`` and ``wide-top-lr-decay-restarts-2`` are levers; ``restarts-N`` averages N seeds."""
-    from neuralprior import fit
-    from neuralprior.metrics import psnr
-    from neuralprior.operators import Mask
-    from neuralprior.tasks import _configured_preset
-
     assert levers.lever("inpaint", "wide-top-restarts-3")[0] == levers.WIDE_TOP
     assert levers.lever("inpaint", "wide-top-lr-decay-restarts-2")[1] == {"lr_decay_to": 0.1}
-    g = torch.Generator().manual_seed(1)
-    gt = torch.rand(1, 1, 32, 32, generator=g)
-    op = Mask((torch.rand(1, 1, 32, 32, generator=g) > 0.5).float())
-    y = gt * op.mask
-    preset = _configured_preset("inpaint", "default", dict(num_iter=4))
-    scores, _, _ = levers.run_staged("restarts-3", y, gt, op, psnr, preset, preset.build_network(1, seed=2), 4, 2)
-    kept = {s: [] for s in (2, 3, 4)}
-    for seed, k in kept.items():
-        fit(y, op, net=preset.build_network(1, seed=seed), config=preset.fit, stop="none", seed=seed,
-            callback=lambda s, k=k: k.append(s.estimate.detach().clone()))
+    psnr, gt, scores, kept = _restarts_and_separate_fits("restarts-3", 4, 2, (2, 3, 4), draw=1)
     assert scores == pytest.approx([psnr((a + b + c) / 3, gt) for a, b, c in zip(*kept.values())], abs=1e-4)
     assert scores != pytest.approx([psnr((a + b) / 2, gt) for a, b in zip(kept[2], kept[3])], abs=1e-3)
 
