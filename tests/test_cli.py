@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from neuralprior import get_preset, load_image
-from neuralprior.metrics import clipped_noise_rms
+from neuralprior.metrics import clipped_noise_rms, unclip
 from neuralprior.cli import main
 
 FAST = ["--iterations", "3", "--stop", "none", "--device", "cpu", "--quiet"]
@@ -59,6 +59,13 @@ def test_noise_sigma_and_loss_options_reach_the_fit(rgb, tmp_path):
     assert cfg["noise_sigma"] == pytest.approx(clipped_noise_rms(load_image(image)[0], 25 / 255))
     assert cfg["noise_sigma"] < 0.92 * 25 / 255
     assert json.loads(rep.read_text())["network"]["in_channels"] == 3          # z is the RGB image
+    assert cfg["unclip"] is True and cfg["unclip_sigma"] == 25 / 255           # returned unclipped, at the given std
+    unclipped = load_image(out)[0]
+    assert run("denoise", image, "-o", out, "--report", rep, "--noise-sigma", 25, "--no-unclip", *FAST) == 0
+    cfg = json.loads(rep.read_text())["config"]
+    assert cfg["unclip"] is False and cfg["unclip_sigma"] is None
+    # the same fit, its average unclipped or not (to within the 8-bit rounding of the two files)
+    assert (unclip(load_image(out)[0], 25 / 255) - unclipped).abs().max() < 1.5 / 255
     assert run("denoise", rgb, "-o", out, "--report", rep, "--loss", "mse", "--preset", "paper", *FAST) == 0
     assert json.loads(rep.read_text())["config"]["loss"] == "mse"
 

@@ -102,6 +102,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-sigma", type=_positive_float, metavar="S",
                    help="std of the Gaussian noise on the 0-255 scale (e.g. 25), before clipping to 0-255, "
                         "for the SURE loss; default: estimated from the image")
+    g.add_argument("--no-unclip", action="store_true",
+                   help="SURE on an image with pixels at 0 or 255: return the fitted average as it is, with "
+                        "clipping's bias near black and white (default: unclipped, assuming Gaussian noise of one "
+                        "level clipped to 0-255)")
     g.add_argument("--sigma-p", type=_non_negative_float, metavar="S",
                    help="std of the perturbation added to the network input at each step, 0-1 scale (0 = none); "
                         "default: the preset's")
@@ -304,6 +308,8 @@ def _overrides(args) -> dict:
         o["precision"] = args.precision
     if getattr(args, "no_cuda_graph", False):
         o["cuda_graph"] = False
+    if getattr(args, "no_unclip", False):
+        o["unclip"] = False
     for arg, name in (("loss", "loss"), ("sigma_p", "reg_noise_std"), ("tv", "tv_weight"),
                       ("tikhonov", "tikhonov_weight")):
         if getattr(args, arg, None) is not None:

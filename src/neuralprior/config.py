@@ -28,6 +28,9 @@ class FitConfig:
     noise_sigma: float | None = None   # std of the Gaussian noise in [0, 1] units, before clipping to [0, 1];
                                     # SURE's noise level is its rms after clipping (fit.noise_level; None:
                                     # estimated from y)
+    unclip: bool = True             # SURE only, where y has pixels at exactly 0 or 1: return the output average
+                                    # unclipped (metrics.unclip), without the bias clipping gives noise near
+                                    # black and white; the stopping rule watches the average itself
     sure_epsilon: float = 0.01      # step of the Monte-Carlo divergence in SURE, as a fraction of the noise level
     reg_noise_per_variance: float = 0.0   # SURE only: when > 0, sigma_p = this x the noise level**2 (replaces
                                     # reg_noise_std): heavier noise in the input needs a disproportionately

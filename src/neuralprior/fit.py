@@ -18,7 +18,7 @@ from .config import FitConfig
 from .device import autocast_context, resolve_device
 from .latent import crop_center, make_latent, pad_center, padded_size
 from .memory import check_memory
-from .metrics import clipped_noise_rms, estimate_noise_sigma, psnr
+from .metrics import _noise_levels, clipped_noise_rms, has_clipped_pixels, psnr, unclip
 from .operators import Identity
 from .stopping import StoppingRule, make_stopping_rule
 
@@ -44,6 +44,9 @@ class FitState:
     stage: str = ""                 # "stretch" during restore()'s fit on every known pixel after a held-out
                                     # stop (its iterations restart after the chosen one); "fit2", "fit2-stretch"
                                     # ... with restore(restarts=N); "" otherwise
+    average: torch.Tensor | None = None   # what the stopping rule watches: the running average of the outputs;
+                                    # the estimate is it unclipped (SURE on clipped noise, FitConfig.unclip),
+                                    # else the same tensor
 
 
 @dataclass
@@ -202,6 +205,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         raise NeuralPriorError(f"sure_batched must be True, False or 'auto', got {cfg.sure_batched!r}")
     batched = dev.type == "cuda" if cfg.sure_batched == "auto" else cfg.sure_batched
     sigma = eps = 0.0
+    unclip_sigma = None             # the Gaussian std before clipping, when the estimate is unclipped
     sigma_p = cfg.reg_noise_std
     if cfg.reg_noise_per_variance > 0 and not sure:
         raise NeuralPriorError("reg_noise_per_variance needs the SURE loss (it scales sigma_p with the noise variance)")
@@ -210,12 +214,18 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             raise NeuralPriorError("the SURE loss is for denoising (no measurement operator)")
         if cfg.input_kind != "observation":
             raise NeuralPriorError("the SURE loss needs the observation as network input (input_kind='observation')")
-        sigma = noise_level(y, cfg)
+        sigma, before = _noise_levels_for(y, cfg)
+        if cfg.unclip and has_clipped_pixels(y):
+            unclip_sigma = before
         eps = cfg.sure_epsilon * sigma
         if cfg.reg_noise_per_variance > 0:
             sigma_p = cfg.reg_noise_per_variance * sigma**2
         if hasattr(rule, "noise_level"):
             rule.noise_level = sigma            # lets the rule judge when the estimate has settled
+
+    def image_of(average: torch.Tensor) -> torch.Tensor:
+        """The image the output average stands for: itself, or unclipped (computed only where it is used)."""
+        return average if unclip_sigma is None else unclip(average, unclip_sigma)
 
     params = [p for p in net.parameters() if p.requires_grad]
     if cfg.optimizer not in OPTIMIZERS:
@@ -367,7 +377,7 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             history["loss"].append(loss_value)
             p = None
             if x_true is not None:
-                p = psnr(estimate, x_true)
+                p = psnr(image_of(estimate), x_true)
                 history["psnr"].append(p)
                 history["psnr_raw"].append(psnr(out, x_true))
 
@@ -382,7 +392,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                 save(it)
             if callback is not None and (it % callback_every == 0 or decision.stop):
                 try:
-                    callback(FitState(it, loss_value, out, estimate, lr, p, best_it, elapsed, cfg.num_iter))
+                    callback(FitState(it, loss_value, out, image_of(estimate), lr, p, best_it, elapsed,
+                                      cfg.num_iter, average=estimate))
                 except StopFitting:
                     interrupted, reason = True, "interrupted"
                     if checkpoint is not None:
@@ -402,12 +413,14 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
         raise NeuralPriorError("fitting ended before the first iteration completed")
     if checkpoint is not None and not interrupted and estimate is not None:
         save(len(history["loss"]) - 1)
-    return FitResult(image=best.clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
+    return FitResult(image=image_of(best).clamp(0, 1).cpu(), stopped_at=best_it, iterations_run=len(history["loss"]),
                      reason=reason, seconds=time.perf_counter() - start, history=history,
                      config=dict(cfg.to_dict(), cuda_graph=graph is not None, channels_last=channels_last,  # used
                                  # noise_sigma: the level SURE used (the noise's rms); noise_sigma_given: the
-                                 # std before clipping it came from, when given
+                                 # std before clipping it came from, when given; unclip_sigma: the std
+                                 # before clipping the estimate was unclipped with (None: not unclipped)
                                  **({"noise_sigma": sigma, "noise_sigma_given": cfg.noise_sigma,
+                                     "unclip_sigma": unclip_sigma,
                                      "reg_noise_std": sigma_p, "sure_batched": batched} if sure else {})),
                      seed=seed, device=str(dev), precision=precision, interrupted=interrupted,
                      best_state=best_state if keep_best_state else None)
@@ -450,11 +463,17 @@ def noise_level(y: torch.Tensor, config: FitConfig) -> float:
     Estimated from ``y`` (at least half a grey level, so that a clean image is fitted as it is, not
     refused); or from ``config.noise_sigma``, the std before clipping to [0, 1], which is weaker where
     ``y`` has pixels at black or white (:func:`~neuralprior.metrics.clipped_noise_rms`)."""
+    return _noise_levels_for(y, config)[0]
+
+
+def _noise_levels_for(y: torch.Tensor, config: FitConfig) -> tuple[float, float]:
+    """(:func:`noise_level`, the std of the Gaussian noise before clipping: given, or estimated)."""
     if config.noise_sigma is None:
-        return max(estimate_noise_sigma(y), 0.5 / 255)
+        rms, before = _noise_levels(y)
+        return max(rms, 0.5 / 255), max(before, 0.5 / 255)
     if not config.noise_sigma > 0:
         raise NeuralPriorError("the SURE loss needs a positive noise level (noise_sigma)")
-    return clipped_noise_rms(y, float(config.noise_sigma))
+    return clipped_noise_rms(y, float(config.noise_sigma)), float(config.noise_sigma)
 
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:

@@ -1,5 +1,7 @@
-"""Image quality metrics, data range 1 (images in [0, 1])."""
+"""Image quality metrics, data range 1 (images in [0, 1]), and the noise model of clipped noisy images."""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -45,7 +47,7 @@ def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float(np.mean(vals))
 
 
-def estimate_noise_sigma(image: torch.Tensor, *, clipped: bool = True) -> float:
+def estimate_noise_sigma(image: torch.Tensor, *, clipped: bool = True, before_clipping: bool = False) -> float:
     """Standard deviation of the noise in ``image`` (N, C, H, W) in [0, 1], estimated without reference,
     averaged over channels.
 
@@ -60,15 +62,24 @@ def estimate_noise_sigma(image: torch.Tensor, *, clipped: bool = True) -> float:
     the same numbers as ``skimage.restoration.estimate_sigma(..., channel_axis=-1, average_sigmas=True)``,
     computed with PyWavelets directly (the scikit-image route imports SciPy's statistics at its first
     call: 0.7 s on a 2-core CPU, 1.8 s on a GPU machine measured, a large share of a 5-second GPU run).
+    With ``before_clipping``, the calibrated std of the Gaussian noise before clipping is returned instead
+    (what :func:`unclip` needs; the same as the default where no pixel is clipped).
     """
+    return _noise_levels(image, clipped)[1 if before_clipping else 0]
+
+
+def _noise_levels(image: torch.Tensor, clipped: bool = True) -> tuple[float, float]:
+    """(root mean square of the noise after clipping, std of the Gaussian noise before it), each averaged
+    over channels, as :func:`estimate_noise_sigma` computes them (the same without clipped pixels)."""
     x = image.detach().float().cpu()[:1]
     a = x[0].double().numpy()
     sigmas = [_median_rule(channel) for channel in a]
     smooth = _smooth_if_clipped(x) if clipped else None
-    if smooth is not None:
-        rng = np.random.default_rng(0)                  # the calibration is deterministic
-        sigmas = [_calibrated_noise_rms(s, m, rng) if s > 0 else s for s, m in zip(sigmas, smooth)]
-    return float(np.mean(sigmas))
+    if smooth is None:
+        return float(np.mean(sigmas)), float(np.mean(sigmas))
+    rng = np.random.default_rng(0)                  # the calibration is deterministic
+    pairs = [_calibrated_noise(s, m, rng) if s > 0 else (s, s) for s, m in zip(sigmas, smooth)]
+    return float(np.mean([p[1] for p in pairs])), float(np.mean([p[0] for p in pairs]))
 
 
 def clipped_noise_rms(image: torch.Tensor, sigma: float) -> float:
@@ -88,10 +99,44 @@ def clipped_noise_rms(image: torch.Tensor, sigma: float) -> float:
                           for m in smooth]))
 
 
+def has_clipped_pixels(image: torch.Tensor) -> bool:
+    """Whether ``image`` in [0, 1] has pixels at exactly 0 or 1, as noise clipped to 8 bits leaves."""
+    return bool(image.min() >= 0 and image.max() <= 1 and ((image == 0) | (image == 1)).any())
+
+
+def unclip(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The clean values whose noisy copies (Gaussian noise of std ``sigma`` added, then clipped to [0, 1])
+    have the mean ``x``: the inverse of c -> E[clip(c + sigma n, 0, 1)], element by element.
+
+    Clipping biases noise near black and white (at sigma = 50 grey levels a black pixel's noisy copies
+    average 20 grey levels), and a denoiser that estimates the mean of the noisy image returns that bias;
+    this removes it (Foi, "Clipped noisy images", 2009). Values beyond the means reachable from [0, 1]
+    map to 0 or 1. ``sigma`` <= 0 returns ``x`` unchanged."""
+    if not sigma > 0:
+        return x
+    first, step, clean, slope = _unclip_table(float(sigma), x.device)
+    t = ((x.float() - first) / step).clamp_(0, len(slope) - 1e-3)     # position in the table of means
+    i = t.long()                                                        # its floor (t >= 0)
+    return (clean[i] + (t - i) * slope[i]).to(x.dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _unclip_table(sigma: float, device: torch.device) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """(first mean, step, clean values, their differences): the clean value at 4097 evenly spaced means from
+    E[clip(sigma n, 0, 1)] to E[clip(1 + sigma n, 0, 1)], float32 on ``device``, :func:`unclip`'s table (made
+    once per level and device: a fit unclips its estimate at every iteration)."""
+    grid = np.linspace(0.0, 1.0, 2049)
+    means = _clipped_mean(grid, sigma)                   # increasing: its derivative is P(0 < c + sigma n < 1)
+    even = np.linspace(means[0], means[-1], 4097)
+    clean = np.interp(even, means, grid)
+    return (float(means[0]), float(even[1] - even[0]), torch.from_numpy(clean).float().to(device),
+            torch.from_numpy(np.append(np.diff(clean), 0.0)).float().to(device))
+
+
 def _smooth_if_clipped(x: torch.Tensor) -> list[np.ndarray] | None:
     """Per channel, the local mean of a (1, C, H, W) image in [0, 1] with pixels at exactly 0 or 1
     (the approximate clean image around which clipped noise is simulated); None without such pixels."""
-    if not (x.min() >= 0 and x.max() <= 1 and ((x == 0) | (x == 1)).any()):
+    if not has_clipped_pixels(x):
         return None
     pad = torch.nn.functional.pad(x, (_SMOOTH // 2,) * 4, mode="replicate")
     return [m.double().numpy() for m in torch.nn.functional.avg_pool2d(pad, _SMOOTH, stride=1)[0]]
@@ -125,17 +170,17 @@ def _clipped_mean_square(c: np.ndarray, sigma: float) -> np.ndarray:
     return (sigma ** 2 * inside + cc ** 2 * cdf(a) + (1 - cc) ** 2 * (1 - cdf(b))).numpy()
 
 
-def _calibrated_noise_rms(observed: float, smooth: np.ndarray, rng, steps: int = 3) -> float:
-    """The root mean square of Gaussian noise clipped to [0, 1] around a clean channel approximated by
-    ``smooth`` (a local mean of the noisy one), for the Gaussian std at which the median rule on the
-    clipped noise gives ``observed`` (found by ``steps`` fixed-point updates)."""
+def _calibrated_noise(observed: float, smooth: np.ndarray, rng, steps: int = 3) -> tuple[float, float]:
+    """(std, root mean square after clipping) of the Gaussian noise, clipped to [0, 1] around a clean channel
+    approximated by ``smooth`` (a local mean of the noisy one), at which the median rule on the clipped noise
+    gives ``observed`` (found by ``steps`` fixed-point updates)."""
     n = rng.standard_normal(smooth.shape)
     sigma = observed
     for _ in range(steps):
         clean, noise = _simulate_clipped(smooth, sigma, n)
         seen = _median_rule(clean + noise)
         sigma = sigma * observed / seen if seen > 0 else sigma
-    return float(np.sqrt(np.mean(_simulate_clipped(smooth, sigma, n)[1] ** 2)))
+    return float(sigma), float(np.sqrt(np.mean(_simulate_clipped(smooth, sigma, n)[1] ** 2)))
 
 
 def _simulate_clipped(smooth: np.ndarray, sigma: float, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
