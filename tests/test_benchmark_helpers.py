@@ -436,3 +436,22 @@ def test_set5_cases_at_other_factors(shared_data):
     assert lr2.shape[-2:] == (160, 112) and lr4.shape[-2:] == (80, 56)
     _, _, lr3, hr3, kw3, _ = made["sr3-woman"]                              # 344x228: multiples of 96 for x3
     assert kw3 == {"factor": 3} and hr3.shape[-2:] == (288, 192) and lr3.shape[-2:] == (96, 64)
+
+
+def test_a_clipped_denoising_case_scores_the_average_and_its_unclipped_estimate(monkeypatch, capsys, tmp_path):
+    """On clipped noise the estimate is the average unclipped: the report scores both at the returned iterate,
+    the rule watches the average (as fit()'s does), and a case without clipping (JPEG) leaves the cells empty."""
+    run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path / "none"), "--images", "hubble_deep_field",
+             "--only", "synthetic-hubble_deep_field-s50", "jpeg", "--sigmas", "50", "--crop", "32", "--iterations", "60",
+             "--out", str(tmp_path))
+    rows = list(__import__("csv").DictReader((tmp_path / "stopping.csv").open()))
+    noisy, jpeg = rows
+    assert noisy["case"].startswith("synthetic-hubble") and 35 < float(noisy["unclip_sigma"]) < 60
+    # nearly black: the average is too bright, the unclipped estimate far better at the same iterate
+    assert float(noisy["psnr_auto"]) > float(noisy["psnr_auto_average"]) + 1.0, dict(noisy)
+    assert jpeg["case"].startswith("jpeg") and jpeg["psnr_auto_average"] == ""
+    table = (tmp_path / "stopping.md").read_text().splitlines()
+    assert table[-2].endswith(f"| {noisy['psnr_auto_average']}, {noisy['oracle_peak_average']} "
+                              f"({noisy['oracle_it_average']}) |") and table[-1].endswith("| - |")
+    series = json.loads((tmp_path / "series" / "synthetic-hubble_deep_field-s50.json").read_text())
+    assert len(series["scores_average"]) == len(series["scores"]) == 60
