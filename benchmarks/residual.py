@@ -38,7 +38,7 @@ def main() -> None:
     task, y, gt, op, metric, label = problem(a)
     inpaint = task == "inpaint"
     print(f"{label}, default preset, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print("| iteration | quality | residual of the estimate | residual of the raw output | s |\n|---|---|---|---|---|")
+    print("| iteration | quality | residual of the output average | residual of the raw output | s |\n|---|---|---|---|---|")
     quality: list[float] = []
     t0 = time.perf_counter()
 
@@ -51,7 +51,8 @@ def main() -> None:
     def show(s):
         quality.append(metric(s.estimate.cpu(), gt))
         if (s.iteration + 1) % a.every == 0:
-            print(f"| {s.iteration + 1} | {quality[-1]:.2f} | {rms(s.estimate):.3f} | {rms(s.output):.3f} | "
+            average = s.average if s.average is not None else s.estimate    # what the stopping rule watches
+            print(f"| {s.iteration + 1} | {quality[-1]:.2f} | {rms(average):.3f} | {rms(s.output):.3f} | "
                   f"{time.perf_counter() - t0:.0f} |", flush=True)
     kw = dict(mask=op.mask) if inpaint else dict(factor=op.factor) if task == "super-resolve" else {}
     try:

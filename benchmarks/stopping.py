@@ -242,7 +242,9 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         unclipped = dict(unclip_sigma=round(255 * r.config["unclip_sigma"], 1),
                          psnr_auto_average=round(scores_average[i], 2),
                          oracle_peak_average=round(max(scores_average), 2),
-                         oracle_it_average=iterations[int(np.argmax(scores_average))])
+                         oracle_it_average=iterations[int(np.argmax(scores_average))],
+                         gap_average=round(max(scores_average) - scores_average[i], 2),
+                         unclip_gain=round(seen["best_score"] - scores_average[i], 2))    # of unrounded values
     return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
                 psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
                 gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
@@ -312,7 +314,8 @@ def _average_cell(row: dict) -> str:
     scored at the returned iterate, and its best ("-" for other cases)."""
     if "psnr_auto_average" not in row:
         return "-"
-    return f"{row['psnr_auto_average']}, {row['oracle_peak_average']} ({row['oracle_it_average']})"
+    return (f"{row['psnr_auto_average']}, {row['oracle_peak_average']} ({row['oracle_it_average']}), "
+            f"gain {float(row['unclip_gain']):+.2f}")
 
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
@@ -491,7 +494,7 @@ def main() -> None:
         (f", the variance watched on sample {args.sample}" if args.sample else "")
     md.write_text(f"Machine: {machine}. Preset: {args.preset}{changed}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it "
-                  "| s to stop | before the stretch | not unclipped: auto, peak |\n"
+                  "| s to stop | before the stretch | not unclipped: auto, peak (it), gain of unclipping |\n"
                   "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for name, task, y, gt, kw, metric in (crop_case(c, args.crop) for c in todo):
         r, series = run_case(name, task, y, gt, kw, metric, args)

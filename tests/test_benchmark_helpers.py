@@ -452,6 +452,9 @@ def test_a_clipped_denoising_case_scores_the_average_and_its_unclipped_estimate(
     assert jpeg["case"].startswith("jpeg") and jpeg["psnr_auto_average"] == ""
     table = (tmp_path / "stopping.md").read_text().splitlines()
     assert table[-2].endswith(f"| {noisy['psnr_auto_average']}, {noisy['oracle_peak_average']} "
-                              f"({noisy['oracle_it_average']}) |") and table[-1].endswith("| - |")
+                              f"({noisy['oracle_it_average']}), gain {float(noisy['unclip_gain']):+.2f} |")
+    assert table[-1].endswith("| - |")
+    gain = float(noisy["psnr_auto"]) - float(noisy["psnr_auto_average"])     # the same, before rounding
+    assert abs(float(noisy["unclip_gain"]) - gain) <= 0.011 and float(noisy["gap_average"]) >= 0
     series = json.loads((tmp_path / "series" / "synthetic-hubble_deep_field-s50.json").read_text())
     assert len(series["scores_average"]) == len(series["scores"]) == 60

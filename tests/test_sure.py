@@ -188,6 +188,7 @@ def test_unclip_inverts_the_mean_of_clipped_noise():
     x = torch.rand(2, 3, 8, 8, generator=g)
     assert torch.equal(unclip(x, 0.0), x)
     assert unclip(x.double(), 0.1).dtype == torch.float64 and unclip(x, 0.1).shape == x.shape
+    assert unclip(torch.tensor([float("nan"), 0.5]), 0.1).isnan().tolist() == [True, False]     # NaN stays NaN
 
 
 def dark_crop() -> torch.Tensor:
@@ -243,3 +244,15 @@ def test_nothing_is_unclipped_without_clipped_pixels(astronaut_crop):
     assert ((y == 0) | (y == 1)).any()
     given = fit(y, net=net3(), config=sure_config(num_iter=3, noise_sigma=25 / 255), device="cpu")
     assert given.config["unclip_sigma"] == 25 / 255                      # a given level is the std before clipping
+
+
+def test_a_checkpoint_resumes_with_unclipping_switched(tmp_path):
+    """Unclipping changes what the average is shown as, not the fit: a checkpoint made with it resumes without
+    it, and the resumed run's average is the uninterrupted run's."""
+    clean = torch.nn.functional.avg_pool2d(dark_crop(), 8)            # 32x32
+    y = clipped_noisy(clean, 50 / 255)
+    whole = fit(y, net=net3(), config=sure_config(num_iter=6, unclip=False), device="cpu")
+    fit(y, net=net3(), config=sure_config(num_iter=3), device="cpu", checkpoint=tmp_path / "c.pt")
+    resumed = fit(y, net=net3(), config=sure_config(num_iter=6, unclip=False), device="cpu",
+                  resume=tmp_path / "c.pt")
+    assert resumed.config["unclip_sigma"] is None and torch.equal(resumed.image, whole.image)

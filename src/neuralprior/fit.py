@@ -34,8 +34,9 @@ class FitState:
     iteration: int                  # 0-based index of the step just taken
     loss: float                     # data term + regulariser of this step
     output: torch.Tensor            # raw network output f_theta(z + noise), cropped to the image size
-    estimate: torch.Tensor          # the running estimate (output average when config.ema > 0); the next
-                                    # step updates it in place: clone it to keep it
+    estimate: torch.Tensor          # the running estimate (output average when config.ema > 0), unclipped where
+                                    # the fit unclips (then a new tensor each time); else the next step updates
+                                    # it in place: clone it to keep it
     lr: float
     psnr: float | None = None       # of the estimate against x_true, when given
     best_iteration: int = -1        # iteration of the estimate the stopping rule keeps
@@ -526,9 +527,10 @@ def _check_state(state, cfg: FitConfig, seed: int, y_shape: tuple, img_shape: tu
         raise NeuralPriorError(f"{where}a best_state to resume needs the history up to its iteration")
     if tuple(state["y_shape"]) != tuple(y_shape) or tuple(state["img_shape"]) != tuple(img_shape):
         raise NeuralPriorError(f"{where}checkpoint is for an image of another size")
-    mine = {k: v for k, v in cfg.to_dict().items() if k != "num_iter"}
+    free = ("num_iter", "unclip")   # neither changes the fit: the limit, and what the average is shown as
+    mine = {k: v for k, v in cfg.to_dict().items() if k not in free}
     theirs = {k: v for k, v in {**FitConfig().to_dict(), **state["config"]}.items()   # fields added since: defaults
-              if k != "num_iter"}
+              if k not in free}
     if mine != theirs or state["seed"] != seed:
         diff = sorted(k for k in mine if mine[k] != theirs.get(k)) or ["seed"]
         raise NeuralPriorError(f"{where}checkpoint was made with other settings ({', '.join(diff)})")

@@ -111,13 +111,14 @@ def unclip(x: torch.Tensor, sigma: float) -> torch.Tensor:
     Clipping biases noise near black and white (at sigma = 50 grey levels a black pixel's noisy copies
     average 20 grey levels), and a denoiser that estimates the mean of the noisy image returns that bias;
     this removes it (Foi, "Clipped noisy images", 2009). Values beyond the means reachable from [0, 1]
-    map to 0 or 1. ``sigma`` <= 0 returns ``x`` unchanged."""
+    map to 0 or 1, NaN to NaN. ``sigma`` <= 0 returns ``x`` unchanged."""
     if not sigma > 0:
         return x
     first, step, clean, slope = _unclip_table(float(sigma), x.device)
-    t = ((x.float() - first) / step).clamp_(0, len(slope) - 1e-3)     # position in the table of means
+    t = ((x.float() - first) / step).nan_to_num_(0.0).clamp_(0, len(slope) - 1e-3)   # position in the table
     i = t.long()                                                        # its floor (t >= 0)
-    return (clean[i] + (t - i) * slope[i]).to(x.dtype)
+    out = clean[i] + (t - i) * slope[i]
+    return (out if not x.isnan().any() else torch.where(x.isnan(), x.float(), out)).to(x.dtype)   # NaN stays NaN
 
 
 @functools.lru_cache(maxsize=8)
