@@ -51,8 +51,7 @@ def main() -> None:
     def show(s):
         quality.append(metric(s.estimate.cpu(), gt))
         if (s.iteration + 1) % a.every == 0:
-            average = s.average if s.average is not None else s.estimate    # what the stopping rule watches
-            print(f"| {s.iteration + 1} | {quality[-1]:.2f} | {rms(average):.3f} | {rms(s.output):.3f} | "
+            print(f"| {s.iteration + 1} | {quality[-1]:.2f} | {rms(s.average):.3f} | {rms(s.output):.3f} | "
                   f"{time.perf_counter() - t0:.0f} |", flush=True)
     kw = dict(mask=op.mask) if inpaint else dict(factor=op.factor) if task == "super-resolve" else {}
     try:

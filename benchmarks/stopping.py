@@ -211,7 +211,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
         scores.append(s)                 # iterations the divergence guard rolls back report nothing
         iterations.append(state.iteration)
         losses.append(state.loss)
-        average = state.average if state.average is not None else state.estimate   # what fit()'s rule sees
+        average = state.average         # what fit()'s rule sees (the estimate itself unless unclipped)
         if average is not state.estimate:    # the estimate is the average unclipped: score the average too
             scores_average.append(metric(average.cpu(), gt))
         if image_sized:                  # RMS of the watched average's residual to the observation, grey levels

@@ -40,13 +40,18 @@ def clipped_noisy(clean: torch.Tensor, sigma: float, seed: int = 1) -> torch.Ten
     return torch.round((clean + sigma * torch.randn(clean.shape, generator=g)).clamp(0, 1) * 255) / 255
 
 
-def test_noise_level_of_clipped_noise_is_its_rms():
-    """On clipped 8-bit noise the estimate is the noise's root mean square, which the median rule underestimates
-    (dark and bright regions clip it); without clipped pixels the two rules agree."""
+def dark_crop() -> torch.Tensor:
+    """The coffee photograph's dark cup and white rim, 256x256: much clipping under strong noise."""
     from skimage import data
 
     coffee = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
-    crop = coffee[..., 72:328, 172:428]                          # the dark cup and the white rim: much clipping
+    return coffee[..., 72:328, 172:428]
+
+
+def test_noise_level_of_clipped_noise_is_its_rms():
+    """On clipped 8-bit noise the estimate is the noise's root mean square, which the median rule underestimates
+    (dark and bright regions clip it); without clipped pixels the two rules agree."""
+    crop = dark_crop()                                            # the dark cup and the white rim: much clipping
     for sigma in (25 / 255, 50 / 255, 75 / 255):
         noisy = clipped_noisy(crop, sigma)
         rms = float((noisy - crop).pow(2).mean().sqrt())
@@ -67,13 +72,10 @@ def test_a_given_noise_level_is_its_rms_after_clipping():
     """A level given as the Gaussian std before 8-bit clipping (noise_sigma) becomes the clipped noise's root
     mean square, the level the estimate gives: well below the std on an image with dark and bright regions,
     the std itself where nothing is clipped."""
-    from skimage import data
-
     from neuralprior.fit import noise_level
     from neuralprior.metrics import clipped_noise_rms
 
-    coffee = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
-    crop = coffee[..., 72:328, 172:428]
+    crop = dark_crop()
     for sigma in (25 / 255, 50 / 255, 75 / 255):
         noisy = clipped_noisy(crop, sigma)
         rms = float((noisy - crop).pow(2).mean().sqrt())
@@ -189,14 +191,6 @@ def test_unclip_inverts_the_mean_of_clipped_noise():
     assert torch.equal(unclip(x, 0.0), x)
     assert unclip(x.double(), 0.1).dtype == torch.float64 and unclip(x, 0.1).shape == x.shape
     assert unclip(torch.tensor([float("nan"), 0.5]), 0.1).isnan().tolist() == [True, False]     # NaN stays NaN
-
-
-def dark_crop() -> torch.Tensor:
-    """The coffee photograph's dark cup and white rim, 256x256: much clipping under strong noise."""
-    from skimage import data
-
-    coffee = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
-    return coffee[..., 72:328, 172:428]
 
 
 def test_the_std_before_clipping_is_estimated():

@@ -376,9 +376,10 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             else:
                 estimate = out.clone()
             history["loss"].append(loss_value)
-            p = None
+            p = shown = None            # shown: the estimate's image, made once per iteration where it is used
             if x_true is not None:
-                p = psnr(image_of(estimate), x_true)
+                shown = image_of(estimate)
+                p = psnr(shown, x_true)
                 history["psnr"].append(p)
                 history["psnr_raw"].append(psnr(out, x_true))
 
@@ -393,8 +394,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                 save(it)
             if callback is not None and (it % callback_every == 0 or decision.stop):
                 try:
-                    callback(FitState(it, loss_value, out, image_of(estimate), lr, p, best_it, elapsed,
-                                      cfg.num_iter, average=estimate))
+                    callback(FitState(it, loss_value, out, image_of(estimate) if shown is None else shown, lr, p,
+                                      best_it, elapsed, cfg.num_iter, average=estimate))
                 except StopFitting:
                     interrupted, reason = True, "interrupted"
                     if checkpoint is not None:
