@@ -117,7 +117,8 @@ def unclip(x: torch.Tensor, sigma: float) -> torch.Tensor:
     first, step, clean, slope = _unclip_table(float(sigma), x.device)
     t = ((x.float() - first) / step).nan_to_num_(0.0).clamp_(0, len(slope) - 1e-3)   # position in the table
     i = t.long()                                                        # its floor (t >= 0)
-    return torch.where(x.isnan(), x.float(), clean[i] + (t - i) * slope[i]).to(x.dtype)     # NaN stays NaN
+    out = clean[i] + (t - i) * slope[i]
+    return (out if not x.isnan().any() else torch.where(x.isnan(), x.float(), out)).to(x.dtype)   # NaN stays NaN
 
 
 @functools.lru_cache(maxsize=8)
