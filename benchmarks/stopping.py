@@ -235,7 +235,8 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                    rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
                              tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
                              sample=rule.sample, settled=rule.settled, residual_power=rule.residual_power,
-                             rise=rule.rise, settle_lag=rule.settle_lag, settle_ratio=rule.settle_ratio))
+                             rise=rule.rise, settle_lag=rule.settle_lag, settle_ratio=rule.settle_ratio,
+                             loss_floor=rule.loss_floor))
     unclipped = {}
     if scores_average:          # the same iterates without unclipping: what unclipping gained
         i = iterations.index(seen["best_it"])
@@ -320,9 +321,10 @@ def _average_cell(row: dict) -> str:
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
            tolerance_power: float = 1.0, settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0,
-           settle_lag: int = 0, settle_ratio: float = 0.0):
+           settle_lag: int = 0, settle_ratio: float = 0.0, loss_floor: bool = False):
     """Where the rule would have stopped with other settings (same window), from a saved series:
-    the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``).
+    the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``),
+    with ``loss_floor`` after the saved losses up to each judged iteration (``observe_loss``).
 
     Returns (stop iteration, returned iteration, quality of the returned estimate).
     """
@@ -335,7 +337,7 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
         rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
                                 tolerance=tolerance, tolerance_power=tolerance_power, settled=settled,
                                 residual_power=residual_power, rise=rise, settle_lag=settle_lag,
-                                settle_ratio=settle_ratio)
+                                settle_ratio=settle_ratio, loss_floor=loss_floor)
         rule.noise_level = level
         watched = series["variances"]
         if residual_power > 0 and not series.get("residuals"):
@@ -344,9 +346,14 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
     residual = dict(zip(its, series.get("residuals") or []))
     first = watched[0][0] if watched else its[-1]
     best_it = max((i for i in its if i < first), default=its[0])   # before the window fills: the latest
+    losses = list(zip(its, series["losses"])) if loss_floor else []
+    fed = 0
     for it, value in watched:
         if it in residual:
             rule.residual = residual[it] / 255
+        while fed < len(losses) and losses[fed][0] <= it:      # as fit() reports them: one per iteration
+            rule.observe_loss(losses[fed][1])
+            fed += 1
         d = rule.judge(it, value)
         if d.best:
             best_it = it
@@ -367,10 +374,12 @@ def main_replay(args) -> None:
         level = s.get("noise_level") or args.level
         # each setting: the one given, else the series' own (a series saved before it existed: off, or power 1)
         given = {k: getattr(args, k) for k in ("tolerance", "tolerance_power", "settled", "residual_power", "rise",
-                                               "settle_lag", "settle_ratio")}
+                                               "settle_lag", "settle_ratio", "loss_floor")}
         if given["settled"] is not None:
             given["settled"] /= 255                                 # given in grey levels
         kw = {k: r.get(k, 1.0 if k == "tolerance_power" else 0) if v is None else v for k, v in given.items()}
+        if kw["loss_floor"] and not s.get("losses"):
+            raise SystemExit(f"error: --loss-floor: the series of {s['case']} has no losses")
         tolerance = kw.pop("tolerance")
         stop, best, score = replay(s, args.patience or r["patience"], args.min_iterations or r["min_iterations"],
                                    tolerance, level, **kw)
@@ -446,6 +455,8 @@ def main() -> None:
                    "windowed std to be at least --settle-ratio x its value L iterations before (default: the "
                    "series' own; 0: off)")
     p.add_argument("--settle-ratio", type=float, metavar="R", help="with --replay: see --settle-lag")
+    p.add_argument("--loss-floor", choices=("on", "off"), help="with --replay: the SURE floor before "
+                   "min_iterations (WindowedVariance's loss_floor; default: the series' own, off where it has none)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
@@ -453,6 +464,8 @@ def main() -> None:
         raise SystemExit("error: --crop must be positive (0: no crop)")
     if not all(1 <= q <= 95 for q in args.jpeg_qualities):
         raise SystemExit("error: --jpeg-qualities must be between 1 and 95")
+    if args.loss_floor is not None:
+        args.loss_floor = args.loss_floor == "on"
     if args.residual_power is not None and not args.residual_power >= 0:
         raise SystemExit("error: --residual-power must be 0 or more")
     if args.rise is not None and not args.rise >= 0:

@@ -478,6 +478,39 @@ def test_windowed_variance_on_a_constant_sequence_stops():
     assert rule.best_iteration == 3 and first_stop == 13
 
 
+def test_sure_floor_ends_the_run_before_min_iterations_only():
+    """loss_floor: a mean SURE value below 0 over the window, before min_iterations, ends the run on the latest
+    estimate; positive values, a window not yet full, or the same values after min_iterations change nothing."""
+    x = torch.full((1, 3, 16, 16), 0.5)
+
+    def run(losses, floor=True, min_iterations=100):
+        rule = WindowedVariance(window=5, patience=1000, min_iterations=min_iterations, loss_floor=floor)
+        for t, value in enumerate(losses):
+            rule.observe_loss(value)
+            d = rule.update(t, x)
+            if d.stop:
+                return t, d
+        return None, None
+
+    falling = [0.01 - 0.0005 * t for t in range(60)]       # the window's mean is first below 0 at t = 23
+    t, d = run(falling)
+    assert t == 23 and d.best and "SURE" in d.reason and "before iteration 100" in d.reason
+    assert run(falling, floor=False) == (None, None)        # off: the rule alone (nothing to judge before 100)
+    assert run([abs(v) for v in falling]) == (None, None)    # never below 0
+    assert run([-1.0] * 3) == (None, None)                   # the window is not full
+    assert run(falling, min_iterations=10) == (None, None)   # from min_iterations on the variance alone judges
+    rule = WindowedVariance(window=5, loss_floor=True)       # the losses kept: the last `window`, and saved
+    for v in range(8):
+        rule.observe_loss(float(v))
+    assert rule.losses == [3.0, 4.0, 5.0, 6.0, 7.0]
+    restored = WindowedVariance(window=5, loss_floor=True)
+    restored.load_state_dict(rule.state_dict())
+    assert restored.losses == rule.losses
+    old = {k: v for k, v in rule.state_dict().items() if k not in ("loss_floor", "losses")}
+    restored.load_state_dict(old)                            # saved before the floor existed: off
+    assert not restored.loss_floor and restored.losses == []
+
+
 def test_windowed_variance_shrinks_large_estimates():
     rule = WindowedVariance(window=2, max_pixels=64)
     rule.update(0, torch.rand(1, 3, 40, 40))

@@ -8,6 +8,7 @@ from neuralprior import FitConfig, NeuralPriorError, fit, psnr
 from neuralprior.metrics import estimate_noise_sigma
 from neuralprior.networks import SkipNet
 from neuralprior.operators import Mask
+from neuralprior.stopping import WindowedVariance
 
 SIGMA = 25 / 255
 
@@ -250,3 +251,31 @@ def test_a_checkpoint_resumes_with_unclipping_switched(tmp_path):
     resumed = fit(y, net=net3(), config=sure_config(num_iter=6, unclip=False), device="cpu",
                   resume=tmp_path / "c.pt")
     assert resumed.config["unclip_sigma"] is None and torch.equal(resumed.image, whole.image)
+
+
+class _Recording(WindowedVariance):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen: list[float] = []
+
+    def observe_loss(self, value: float) -> None:
+        self.seen.append(value)
+        super().observe_loss(value)
+
+
+def test_the_sure_value_reaches_the_rule_and_its_floor_ends_the_run(astronaut_crop):
+    """fit() reports every accepted SURE value to the rule (and no other loss); with loss_floor, a SURE
+    gone below 0 before min_iterations ends the run there. A level given twice too high moves SURE down by
+    about 3 sigma^2, as a fit reproducing noise does."""
+    y = noisy_version(astronaut_crop)
+    rule = _Recording(window=10, min_iterations=100, loss_floor=True)
+    r = fit(y, net=net3(), config=sure_config(noise_sigma=2 * SIGMA), stop=rule, device="cpu")
+    assert r.iterations_run < 100 and "SURE" in r.reason, (r.iterations_run, r.reason)
+    assert rule.seen == r.history["loss"] and sum(rule.losses) < 0
+    assert r.stopped_at == r.iterations_run - 1                  # the latest estimate
+    right = fit(y, net=net3(), config=sure_config(noise_sigma=SIGMA, num_iter=r.iterations_run + 10),
+                stop=WindowedVariance(window=10, min_iterations=100, loss_floor=True), device="cpu")
+    assert right.iterations_run == r.iterations_run + 10         # the right level: SURE stays above 0 longer
+    mse = _Recording(window=10, loss_floor=True)
+    fit(y, net=net3(), config=sure_config(loss="mse", num_iter=5), stop=mse, device="cpu")
+    assert mse.seen == []                                        # not an estimate of the error: not reported

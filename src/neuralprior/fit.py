@@ -384,6 +384,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                 history["psnr_raw"].append(psnr(out, x_true))
 
             # stopping rule: keep the estimate it judges best; stop when it says so
+            if sure:
+                rule.observe_loss(loss_value)       # SURE: an unbiased estimate of the output's error
             decision = rule.update(it, estimate)
             if decision.best or best is None:
                 best, best_it = estimate.clone(), it

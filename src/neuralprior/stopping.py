@@ -43,6 +43,11 @@ class StoppingRule:
     def update(self, iteration: int, estimate: torch.Tensor) -> Decision:
         return Decision(best=True)
 
+    def observe_loss(self, value: float) -> None:
+        """The fit's loss at the iteration about to be judged, where it is an unbiased estimate of the
+        output's mean squared error (the SURE loss; :func:`~neuralprior.fit` calls this only then).
+        Most rules ignore it."""
+
     def state_dict(self) -> dict:
         return {}
 
@@ -134,6 +139,13 @@ class WindowedVariance(StoppingRule):
         fit that still changes quickly is still learning the image even when its changes are already
         small (a smooth image under strong noise). 0 = off; no preset uses it (it delays fits that have
         turned early: docs/stopping.md, "a check that the std has stopped falling fast").
+    loss_floor : where the fit's loss is an unbiased estimate of the output's error (SURE; the fit
+        reports it through :meth:`observe_loss`): end the run when its mean over the last ``window``
+        iterations falls below 0 before ``min_iterations``, returning the latest estimate. A mean
+        squared error cannot be negative; SURE's turns negative once the fit reproduces noise faster
+        than its divergence term sees, or where the noise level is a little high. Off; no preset uses
+        it: on strongly clipped noise it caught two early peaks but ended others long before theirs
+        (docs/stopping.md, "SURE below zero before iteration 100").
     """
 
     name = "auto"
@@ -141,7 +153,7 @@ class WindowedVariance(StoppingRule):
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
                  max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0,
                  sample: str = "pool", settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0,
-                 settle_lag: int = 0, settle_ratio: float = 0.0):
+                 settle_lag: int = 0, settle_ratio: float = 0.0, loss_floor: bool = False):
         if sample not in ("pool", "pixels"):
             raise ValueError(f"sample must be 'pool' or 'pixels', got {sample!r}")
         if not (residual_power >= 0 and rise >= 0):
@@ -156,6 +168,7 @@ class WindowedVariance(StoppingRule):
         self.sample, self.settled = sample, float(settled)
         self.residual_power, self.rise = float(residual_power), float(rise)
         self.settle_lag, self.settle_ratio = int(settle_lag), float(settle_ratio)
+        self.loss_floor = bool(loss_floor)
         self.noise_level: float | None = None
         self.observation: torch.Tensor | None = None    # for residual_power; not part of state_dict
         self.reset()
@@ -169,6 +182,7 @@ class WindowedVariance(StoppingRule):
         self._pixels: torch.Tensor | None = None
         self.variances: list[tuple[int, float]] = []
         self.residual: float | None = None      # the latest RMS residual to the observation (residual_power)
+        self.losses: list[float] = []           # the last `window` losses (loss_floor)
 
     def _shrink(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -185,6 +199,10 @@ class WindowedVariance(StoppingRule):
             f *= 2
         self.pool = f
         return nnf.avg_pool2d(x, f) if f > 1 else x.clone()
+
+    def observe_loss(self, value: float) -> None:
+        if self.loss_floor:
+            self.losses = (self.losses + [float(value)])[-self.window:]
 
     def update(self, iteration: int, estimate: torch.Tensor) -> Decision:
         if self.residual_power > 0 and self.observation is not None:
@@ -229,6 +247,11 @@ class WindowedVariance(StoppingRule):
         :attr:`residual`); :meth:`update` computes it from the estimates, a saved series can be replayed
         through this directly."""
         self.variances.append((iteration, var))
+        if (self.loss_floor and iteration < self.min_iterations and len(self.losses) == self.window
+                and sum(self.losses) < 0):
+            return Decision(best=True, stop=True, reason=f"the SURE estimate of the error is below 0 (mean of the "
+                                                         f"last {self.window} iterations) before iteration "
+                                                         f"{self.min_iterations}: the fit reproduces noise")
         value = self.watched(var)
         what = (f"windowed std / residual^{self.residual_power:g}" if self.residual_power > 0 and
                 self.residual is not None else "windowed variance")
@@ -270,6 +293,8 @@ class WindowedVariance(StoppingRule):
             self.residual_power, self.rise = 0.0, 0.0
         if "settle_lag" not in state:           # saved before the settled stop looked at how fast the std falls
             self.settle_lag, self.settle_ratio = 0, 0.0
+        if "loss_floor" not in state:           # saved before the SURE floor existed
+            self.loss_floor, self.losses = False, []
         if "sample" not in state:               # saved before the pixel sample existed: the variances are pooled
             self.sample = "pool"
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
