@@ -251,7 +251,7 @@ class WindowedVariance(StoppingRule):
                 and sum(self.losses) < 0):
             return Decision(best=True, stop=True, reason=f"the SURE estimate of the error is below 0 (mean of the "
                                                          f"last {self.window} iterations) before iteration "
-                                                         f"{self.min_iterations}: the fit reproduces noise")
+                                                         f"{self.min_iterations}")
         value = self.watched(var)
         what = (f"windowed std / residual^{self.residual_power:g}" if self.residual_power > 0 and
                 self.residual is not None else "windowed variance")
