@@ -27,6 +27,11 @@ has no ground truth), or on the images named by ``--jpeg-images`` only (any clea
 name, or of scikit-image):
 
     python benchmarks/stopping.py --only jpeg --jpeg-images butterfly house --jpeg-qualities 5 --crop 256 --iterations 2400
+
+``--stop held-out`` runs the denoising cases as ``restore(stop="held-out")`` fits them (3% of the pixels held
+out, the stop on their error); its series replay with ``--patience`` and ``--min-iterations``:
+
+    python benchmarks/stopping.py --stop held-out --only synthetic-moon --images moon --sigmas 50 --crop 256 --iterations 800
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ import re
 import sys
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +56,11 @@ from neuralprior._validation import NeuralPriorError, check_betas
 from neuralprior.latent import crop_center
 from neuralprior.metrics import psnr, psnr_y
 from neuralprior.fit import noise_level
-from neuralprior.presets import get_preset
+from neuralprior.presets import HELD_OUT_NOISE, get_preset
 from neuralprior.operators import Mask
 from neuralprior.stopping import HeldOutError, WindowedVariance, residual_rms
 from neuralprior.tasks import _hold_out          # how restore() holds pixels out for the inpainting stop
+from neuralprior.tasks import hold_out_noisy_pixels     # and noisy pixels for denoising's stop="held-out"
 
 PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000, "jpeg": 2400}
 PAPER_TEXT_ITERS = 6001        # the paper's text inpainting (kate): 6001 iterations, not restoration's 11000
@@ -185,6 +192,8 @@ def overrides(args) -> dict:
 
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     preset = get_preset(task, args.preset, factor=kwargs.get("factor"))      # as restore() gets it (x8: other settings)
+    if task == "denoise" and args.stop == "held-out":
+        return run_noisy_held_out_case(name, y, gt, metric, args, preset)
     if task == "inpaint" and preset.held_out:
         held_out = run_held_out_case(name, task, y, gt, kwargs, metric, args, preset)
         if held_out is not None:
@@ -310,6 +319,49 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
                        stretch=held["stretch"]))
 
 
+def run_noisy_held_out_case(name, y, gt, metric, args, preset) -> tuple[dict, dict]:
+    """Denoising as ``restore(stop="held-out")`` fits it: one run on the observation with 3% of the pixels
+    held out and refilled, to the iteration limit, watched by the rule restore() builds (the error of the output
+    average on the held-out pixels). Its own quality per iteration gives the peak and the fixed run's quality:
+    those are of the fit with pixels held out, compare them with a ``--stop auto`` run for what holding out cost."""
+    fitted, rule = hold_out_noisy_pixels(y, replace(preset.fit, **overrides(args)), HELD_OUT_NOISE, seed=0)
+    if not isinstance(rule, HeldOutError):
+        raise SystemExit(f"error: {name}: too small to hold pixels out")
+    scores: list[float] = []
+    iterations: list[int] = []
+    seen = {"stop": None, "best_it": -1, "best_score": None}
+    t0 = time.perf_counter()
+
+    def observe(state):
+        s = metric(state.estimate.cpu(), gt)
+        scores.append(s)
+        iterations.append(state.iteration)
+        d = rule.update(state.iteration, state.average)     # as fit() feeds it: the output average
+        if seen["stop"] is None:
+            if d.best:
+                seen["best_it"], seen["best_score"] = state.iteration, s
+            if d.stop:
+                seen["stop"] = state.iteration
+        if args.progress and (state.iteration + 1) % args.progress == 0:
+            print(f"  {name} {state.iteration + 1}: {s:.2f} (returned {seen['best_it']}: {seen['best_score']:.2f}, "
+                  f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+    r = npr.restore("denoise", fitted, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
+                    callback=observe, **overrides(args))
+    per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
+    peak = int(np.argmax(scores))
+    stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
+    return dict(case=name, task="denoise", auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
+                psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
+                gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
+                fixed_iterations=r.iterations_run, paper_iterations=PAPER_ITERS["denoise"],
+                seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
+                device=r.device), \
+        dict(case=name, iterations=iterations, scores=scores, errors=rule.errors,
+             rule=dict(kind="held-out", held_out=rule.count, patience=rule.patience,
+                       min_iterations=rule.min_iterations, noisy=True))
+
+
 def _average_cell(row: dict) -> str:
     """The report's cell for a case whose estimate is the output average unclipped: the average itself
     scored at the returned iterate, and its best ("-" for other cases)."""
@@ -412,6 +464,9 @@ def main() -> None:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--preset", default="default")
+    p.add_argument("--stop", choices=("auto", "held-out"), default="auto",
+                   help="denoising cases: the preset's rule (auto) or restore(stop='held-out'): 3%% of the pixels "
+                        "held out of the fit and the estimate at the minimum of their error returned")
     p.add_argument("--device", default="auto")
     p.add_argument("--only", nargs="*", help="case names (prefixes) to run, in this order")
     p.add_argument("--crop", type=int, help="denoising, inpainting and JPEG cases: centred square crop of this side "

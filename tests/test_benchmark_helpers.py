@@ -271,6 +271,25 @@ def test_a_run_saves_the_loss_and_the_residual_per_iteration(monkeypatch, capsys
     assert strong["rule"]["residual_power"] == 2.0           # at quality 8 or less, as restore() given the quality
 
 
+def test_a_held_out_denoising_run_saves_the_held_out_error(monkeypatch, capsys, tmp_path):
+    """--stop held-out: the denoising case fitted as restore(stop="held-out") fits it, its held-out error saved
+    per iteration and replayed like an inpainting series."""
+    run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path / "none"), "--images", "astronaut",
+             "--sigmas", "50", "--only", "synthetic-astronaut-s50", "--crop", "64", "--iterations", "6",
+             "--stop", "held-out", "--out", str(tmp_path))
+    series = json.loads((tmp_path / "series" / "synthetic-astronaut-s50.json").read_text())
+    assert series["iterations"] == list(range(6)) and [i for i, _ in series["errors"]] == list(range(6))
+    # against the noisy image: about the noise's variance (50 grey levels, clipped) plus the estimate's error
+    assert all(0.02 < e < 0.2 for _, e in series["errors"])
+    assert series["rule"]["kind"] == "held-out" and series["rule"]["noisy"] and series["rule"]["held_out"] >= 64
+    row = table_rows((tmp_path / "stopping.md").read_text().splitlines())[0]
+    assert row[:3] == ["synthetic-astronaut-s50 (crop 64)", "5", "5"]     # before min_iterations 20: the latest
+    rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path / "series"),
+                               "--patience", "2", "--min-iterations", "0"))
+    best = min(range(6), key=lambda i: series["errors"][i][1])
+    assert rows[0][1:3] == [str(min(best + 2, 5)), str(best)]
+
+
 def test_replay_of_the_std_relative_to_the_residual(monkeypatch, capsys, tmp_path):
     its = list(range(400))
     rule = dict(window=50, patience=100, min_iterations=100, tolerance=0.0, tolerance_power=1.0, sample="pixels",

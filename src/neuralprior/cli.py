@@ -78,6 +78,8 @@ def _jpeg_quality(text: str) -> int:
 
 
 def _stop_spec(text: str) -> str:
+    if text == "held-out":          # denoising: restore() refuses it for other tasks
+        return text
     try:
         make_stopping_rule(text)
     except ValueError as e:
@@ -113,8 +115,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="add WEIGHT x total variation (mean |gradient|) to the energy: R(x), edge-preserving")
     g.add_argument("--tikhonov", type=_non_negative_float, metavar="WEIGHT",
                    help="add WEIGHT x mean squared gradient to the energy: R(x), quadratic smoothness")
-    g.add_argument("--stop", type=_stop_spec, metavar="auto|none|N",
-                   help="stopping: auto (no-reference early stop), none (run all iterations) or exactly N iterations")
+    g.add_argument("--stop", type=_stop_spec, metavar="auto|none|N|held-out",
+                   help="stopping: auto (no-reference early stop), none (run all iterations), exactly N iterations, "
+                        "or (denoising) held-out: 3%% of the pixels held out of the fit, the estimate at the "
+                        "minimum of their error returned (no noise level needed)")
     g.add_argument("--time-limit", type=_positive_float, metavar="SECONDS", help="stop after this many seconds")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")

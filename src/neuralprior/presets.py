@@ -46,6 +46,12 @@ SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.016)
 # then goes on from the estimate at that minimum with every known pixel for a quarter as many iterations again, at
 # most 200: most of what holding pixels out cost comes back, and a noisy image that overfits fast is not refitted
 HELD_OUT_STOP = dict(fraction=0.05, patience=500, min_iterations=100, stretch=0.25, max_stretch=200)
+# denoising with stop="held-out": 3% of the pixel positions are held out of the fit (each replaced, in what the fit
+# sees, by its neighbours' mean plus fresh noise of the same level: stopping.hold_out_noisy); the estimate at the
+# minimum of their error against the noisy image is returned, the run ends 200 iterations after it. It needs no noise
+# level; on strong noise it found peaks the windowed variance misses, at a cost in the fit (docs/stopping.md,
+# "Denoising: held-out noisy pixels")
+HELD_OUT_NOISE = dict(fraction=0.03, patience=200, min_iterations=20)
 # super-resolution x4 (x2 and x3 keep the general rule, see get_preset): the fit has no noise to reproduce and its
 # quality rises ever more slowly; the run ends once the estimate has settled, when the windowed std of a fixed sample
 # of its pixels (full-resolution pixels, so that the threshold means the same at any image size) falls to SR_SETTLED

@@ -387,14 +387,48 @@ def split_mask(mask: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torc
     return known - held, held
 
 
+def hold_out_noisy(y: torch.Tensor, fraction: float, sigma: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold a random ``fraction`` of the pixel positions of a noisy image ``y`` out of a denoising fit.
+
+    Returns ``(observation to fit, held)``: ``held`` is 1 at the held-out positions (shape (1, 1, H, W), the same
+    in every channel, drawn as :func:`split_mask` draws); in the observation each of them is replaced by the
+    mean of its neighbours that are not held out (3x3) plus fresh Gaussian noise, of std ``sigma`` (the noise's,
+    before clipping) x sqrt(1 - 1/k) for k neighbours averaged, so the pixel looks as noisy as the others,
+    clipped to [0, 1] and, where ``y`` is on the 8-bit grid, rounded to it. Nothing the fit sees then carries
+    the noise of the held-out pixels: the error of an estimate there against ``y`` is its error against the
+    clean image plus the noise's variance, whatever the fit reproduces elsewhere (Noise2Self's argument,
+    Batson and Royer 2019). :class:`HeldOutError` watches it.
+    """
+    _, held = split_mask(torch.ones(1, 1, *y.shape[-2:]), fraction, seed)
+    held = held.to(y.device)
+    keep = 1 - held
+    c = y.shape[-3]
+    ring = torch.ones(1, 1, 3, 3, device=y.device)
+    ring[..., 1, 1] = 0
+    total = nnf.conv2d(nnf.pad(y * keep, (1, 1, 1, 1), mode="replicate"), ring.expand(c, 1, 3, 3), groups=c)
+    k = nnf.conv2d(nnf.pad(keep, (1, 1, 1, 1), mode="replicate"), ring)
+    kept = y * keep                 # nothing below reads the held-out pixels' values
+    mean = torch.where(k > 0, total / k.clamp(min=1), kept.sum() / (keep.sum() * c))
+    gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + 0xF111) % 2**63)
+    fresh = torch.randn(y.shape, generator=gen).to(y.device)
+    fill = (mean + sigma * (1 - 1 / k.clamp(min=1)).sqrt() * fresh).clamp(0, 1)
+    if torch.equal(torch.round(kept * 255) / 255, kept):
+        fill = torch.round(fill * 255) / 255
+    return y * keep + fill * held, held
+
+
 def make_stopping_rule(spec: str | int | StoppingRule | None, **auto_kwargs) -> StoppingRule:
-    """``"auto"`` (ES-WMV), ``"none"`` (run to the iteration limit), or an int N (exactly N iterations)."""
+    """``"auto"`` (ES-WMV), ``"none"`` (run to the iteration limit), or an int N (exactly N iterations).
+    (``"held-out"``, denoising's stop on held-out noisy pixels, is built by :func:`~neuralprior.restore`.)"""
     if isinstance(spec, StoppingRule):
         return spec
     if spec is None or spec == "none":
         return StoppingRule()
     if spec == "auto":
         return WindowedVariance(**auto_kwargs)
+    if spec == "held-out":      # it changes what is fitted: restore() builds it (denoising only)
+        raise NeuralPriorError("stop 'held-out' is for denoising (it holds noisy pixels out of the fit); "
+                               "use auto, none or a number of iterations here")
     try:
         n = int(spec)
     except (TypeError, ValueError):

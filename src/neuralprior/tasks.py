@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from ._validation import NeuralPriorError, check_image, check_jpeg_quality, check_positive_int
-from .fit import FitResult, fit
+from .fit import FitResult, _noise_levels_for, fit
 from .config import FitConfig
 from .metrics import psnr
 from .operators import MRI, Blur, Downsample, Identity, Mask, cartesian_mask, parse_blur, radial_mask
-from .presets import get_preset
-from .stopping import FixedIterations, HeldOutError, held_out_pixels, split_mask
+from .presets import HELD_OUT_NOISE, get_preset
+from .stopping import FixedIterations, HeldOutError, held_out_pixels, hold_out_noisy, split_mask
 
 _FIT_FIELDS = {f.name for f in fields(FitConfig)}
 
@@ -83,7 +83,10 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     stop takes other settings (:meth:`~neuralprior.presets.Preset.for_jpeg_quality`).
     ``overrides`` are :class:`FitConfig` fields (``num_iter``, ``lr``, ``reg_noise_std``, ``loss``,
     ``tv_weight``, ``tikhonov_weight``, ...).
-    ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations). Inpainting
+    ``stop`` replaces the preset's stopping rule (``"auto"``, ``"none"`` or N iterations; denoising also
+    ``"held-out"``: 3% of the pixels are held out of the fit, replaced by their neighbours' mean plus fresh
+    noise, and the estimate at the minimum of their error is returned, see
+    :func:`~neuralprior.stopping.hold_out_noisy`; the result's ``config["held_out"]`` says how many). Inpainting
     with ``"auto"`` and a preset that holds pixels out (``default``, ``quality``) fits all but 5% of the
     known pixels and stops on their error (:class:`~neuralprior.stopping.HeldOutError`), then goes on
     from the estimate at their minimum with every known pixel for a short stretch (a quarter of the
@@ -95,6 +98,9 @@ def restore(task: str, image: torch.Tensor, *, mask: torch.Tensor | None = None,
     costs a whole fit (docs/performance.md). See :func:`average_of_fits` for what the result holds.
     ``x_true`` only logs PSNR; it never changes the result. ``checkpoint``/``resume``: see :func:`fit`.
     """
+    if stop == "held-out" and task != "denoise":
+        raise NeuralPriorError(f"stop='held-out' is for denoising (inpainting's automatic stop holds known pixels "
+                               f"out already), not {task}")
     p = _configured_preset(task, preset, overrides, factor=factor)
     if quality is not None:
         if task != "jpeg":
@@ -128,7 +134,9 @@ def _fit_once(p, task: str, y: torch.Tensor, op, stop, *, seed, x_true, device, 
               time_limit, checkpoint, checkpoint_every, resume, latent) -> FitResult:
     """One fit of :func:`restore` with the configured preset ``p`` (a fresh network from ``seed``)."""
     cfg = p.fit
-    rule = p.stopping_rule(stop)
+    rule = p.stopping_rule("auto" if stop == "held-out" else stop)
+    if task == "denoise" and stop == "held-out":
+        y, rule = hold_out_noisy_pixels(y, cfg, HELD_OUT_NOISE, seed, rule)
     if task == "inpaint":
         y = y * op.mask
         every = (y, op)             # the whole problem, before pixels are held out of the first fit
@@ -141,7 +149,10 @@ def _fit_once(p, task: str, y: torch.Tensor, op, stop, *, seed, x_true, device, 
                  device=device, callback=callback, callback_every=callback_every, time_limit=time_limit,
                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, latent=latent,
                  keep_best_state=held_out and p.held_out.get("stretch", 0) > 0)
-    if held_out:
+    if held_out and task == "denoise":
+        result.config["held_out"] = dict(pixels=rule.count, fraction=HELD_OUT_NOISE["fraction"], patience=rule.patience,
+                                         best_iteration=result.stopped_at, stretch=0, noisy=True)
+    elif held_out:
         result = _after_held_out_stop(result, rule, p.held_out, *every, net, cfg, x_true=x_true, device=device,
                                       callback=callback, callback_every=callback_every, time_limit=time_limit)
     return result
@@ -270,6 +281,18 @@ def _hold_out(op: Mask, y: torch.Tensor, rule, settings: dict, seed: int | None)
     if held_out_pixels(held) < MIN_HELD_OUT:
         return op, rule
     return Mask(fitted), HeldOutError(y, held, **settings)
+
+
+def hold_out_noisy_pixels(y: torch.Tensor, cfg: FitConfig, settings: dict, seed: int | None, rule=None):
+    """``(observation to fit, HeldOutError)`` for denoising ``y`` with a few noisy pixels held out
+    (:func:`~neuralprior.stopping.hold_out_noisy`, ``settings["fraction"]`` of them, refilled at the noise level
+    ``cfg`` gives or estimated); ``(y, rule)`` unchanged when fewer than :data:`MIN_HELD_OUT` would be held out."""
+    settings = dict(settings)
+    _, before = _noise_levels_for(y, cfg)          # the std before clipping, as fit() finds it
+    fitted, held = hold_out_noisy(y, settings.pop("fraction"), before, 0 if seed is None else seed)
+    if held_out_pixels(held) < MIN_HELD_OUT:
+        return y, rule
+    return fitted, HeldOutError(y, held, **settings)
 
 
 def _flash_input(flash, y: torch.Tensor, channels: int) -> torch.Tensor:
