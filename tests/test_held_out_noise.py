@@ -50,6 +50,9 @@ def test_too_small_an_image_keeps_the_rule_it_had():
     y = noisy(torch.full((1, 1, 16, 16), 0.5), 0.2)                  # 3% of 256 pixels: 8, under 64
     rule = make_stopping_rule("auto")
     assert hold_out_noisy_pixels(y, neuralprior.FitConfig(), dict(fraction=0.03), 0, rule) == (y, rule)
+    r = neuralprior.denoise(y, stop="held-out", num_iter=3, device="cpu")
+    assert "held_out" not in r.config and r.reason.endswith("too small to hold pixels out (fewer than 64): the "
+                                                            "automatic stop")
 
 
 def test_denoising_with_held_out_pixels_stops_near_its_best(astronaut_crop):

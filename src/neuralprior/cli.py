@@ -118,7 +118,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", type=_stop_spec, metavar="auto|none|N|held-out",
                    help="stopping: auto (no-reference early stop), none (run all iterations), exactly N iterations, "
                         "or (denoising) held-out: 3%% of the pixels held out of the fit, the estimate at the "
-                        "minimum of their error returned (no noise level needed)")
+                        "minimum of their error returned (the stop itself needs no noise level)")
     g.add_argument("--time-limit", type=_positive_float, metavar="SECONDS", help="stop after this many seconds")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")

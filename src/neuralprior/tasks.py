@@ -152,6 +152,8 @@ def _fit_once(p, task: str, y: torch.Tensor, op, stop, *, seed, x_true, device, 
     if held_out and task == "denoise":
         result.config["held_out"] = dict(pixels=rule.count, fraction=HELD_OUT_NOISE["fraction"], patience=rule.patience,
                                          best_iteration=result.stopped_at, stretch=0, noisy=True)
+    elif task == "denoise" and stop == "held-out":
+        result.reason += f"; the image is too small to hold pixels out (fewer than {MIN_HELD_OUT}): the automatic stop"
     elif held_out:
         result = _after_held_out_stop(result, rule, p.held_out, *every, net, cfg, x_true=x_true, device=device,
                                       callback=callback, callback_every=callback_every, time_limit=time_limit)
