@@ -236,7 +236,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                   f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
     r = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
-                    callback=observe, **kwargs, **overrides(args))
+                    seed=args.seed, callback=observe, **kwargs, **overrides(args))
     per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
     peak = int(np.argmax(scores))
     stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
@@ -272,7 +272,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
     (the stretch follows), "returned" the iteration of the returned estimate (stretch included).
     The saved series ends at the stop: a replay with a longer patience cannot see past it."""
     op = Mask(kwargs["mask"])
-    _, rule = _hold_out(op, y * op.mask, None, preset.held_out, seed=0)     # the rule restore() builds
+    _, rule = _hold_out(op, y * op.mask, None, preset.held_out, seed=args.seed)     # the rule restore() builds
     if rule is None:            # too few known pixels to hold out: restore() keeps the windowed variance
         return None
     scores: list[float] = []
@@ -289,8 +289,8 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
             print(f"  {name} {state.iteration + 1}: {scores[-1]:.2f} {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr, flush=True)
 
-    auto = npr.restore(task, y, preset=args.preset, stop="auto", device=args.device, callback=observe, **kwargs,
-                       **overrides(args))
+    auto = npr.restore(task, y, preset=args.preset, stop="auto", device=args.device, callback=observe,
+                       seed=args.seed, **kwargs, **overrides(args))
     held = auto.config["held_out"]
     ran = auto.iterations_run - held["stretch"]       # the held-out fit's iterations; the stretch's may follow
     fixed: list[float] = []
@@ -300,7 +300,7 @@ def run_held_out_case(name, task, y, gt, kwargs, metric, args, preset) -> tuple[
         fixed.append(metric(state.estimate.cpu(), gt))
         fixed_its.append(state.iteration)
     long = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
-                       callback=watch_fixed, **kwargs, **overrides(args))
+                       seed=args.seed, callback=watch_fixed, **kwargs, **overrides(args))
     peak = int(np.argmax(fixed))
     quality = metric(auto.image, gt)
     before = dict(zip(iterations, scores))[held["best_iteration"]]
@@ -324,7 +324,7 @@ def run_noisy_held_out_case(name, y, gt, metric, args, preset) -> tuple[dict, di
     held out and refilled, to the iteration limit, watched by the rule restore() builds (the error of the output
     average on the held-out pixels). Its own quality per iteration gives the peak and the fixed run's quality:
     those are of the fit with pixels held out, compare them with a ``--stop auto`` run for what holding out cost."""
-    fitted, rule = hold_out_noisy_pixels(y, replace(preset.fit, **overrides(args)), HELD_OUT_NOISE, seed=0)
+    fitted, rule = hold_out_noisy_pixels(y, replace(preset.fit, **overrides(args)), HELD_OUT_NOISE, seed=args.seed)
     if not isinstance(rule, HeldOutError):
         raise SystemExit(f"error: {name}: too small to hold pixels out")
     scores: list[float] = []
@@ -347,6 +347,7 @@ def run_noisy_held_out_case(name, y, gt, metric, args, preset) -> tuple[dict, di
                   f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
     r = npr.restore("denoise", fitted, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
+                    seed=args.seed,
                     callback=observe, **overrides(args))
     per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
     peak = int(np.argmax(scores))
@@ -464,6 +465,8 @@ def main() -> None:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--preset", default="default")
+    p.add_argument("--seed", type=int, default=0, help="the fits' seed (network weights, perturbations, held-out "
+                   "pixels), as restore(seed=...); the noise and masks of the cases are drawn as always (default: 0)")
     p.add_argument("--stop", choices=("auto", "held-out"), default="auto",
                    help="denoising cases: the preset's rule (auto) or restore(stop='held-out'): 3%% of the pixels "
                         "held out of the fit and the estimate at the minimum of their error returned")
@@ -558,7 +561,7 @@ def main() -> None:
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     rows = []
     md = out / "stopping.md"
-    changed = "".join(f", {k} {v}" for k, v in overrides(args).items()) + \
+    changed = "".join(f", {k} {v}" for k, v in overrides(args).items()) + (f", seed {args.seed}" if args.seed else "") + \
         (f", the variance watched on sample {args.sample}" if args.sample else "")
     md.write_text(f"Machine: {machine}. Preset: {args.preset}{changed}. Fixed long run: {args.iterations} iterations.\n\n"
                   "| case | auto stop | returned | PSNR auto | oracle peak (it) | gap | PSNR fixed | paper its | s/it "

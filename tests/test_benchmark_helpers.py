@@ -288,6 +288,13 @@ def test_a_held_out_denoising_run_saves_the_held_out_error(monkeypatch, capsys, 
                                "--patience", "2", "--min-iterations", "0"))
     best = min(range(6), key=lambda i: series["errors"][i][1])
     assert rows[0][1:3] == [str(min(best + 2, 5)), str(best)]
+    # --seed: another fit (network, perturbations, held-out pixels) of the same noisy image, said in the table
+    run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path / "none"), "--images", "astronaut",
+             "--sigmas", "50", "--only", "synthetic-astronaut-s50", "--crop", "64", "--iterations", "2",
+             "--stop", "held-out", "--seed", "1", "--out", str(tmp_path / "s1"))
+    other = json.loads((tmp_path / "s1" / "series" / "synthetic-astronaut-s50.json").read_text())
+    assert other["errors"][0] != series["errors"][0] and other["scores"][0] != series["scores"][0]
+    assert "Preset: default, seed 1." in (tmp_path / "s1" / "stopping.md").read_text()
 
 
 def test_replay_of_the_std_relative_to_the_residual(monkeypatch, capsys, tmp_path):
