@@ -350,8 +350,7 @@ def run_noisy_held_out_case(name, y, gt, metric, args, preset) -> tuple[dict, di
                   f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
     r = npr.restore("denoise", fitted, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
-                    seed=args.seed,
-                    callback=observe, **overrides(args))
+                    seed=args.seed, callback=observe, **overrides(args))
     per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
     peak = int(np.argmax(scores))
     stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
