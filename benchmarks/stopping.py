@@ -193,6 +193,33 @@ def overrides(args) -> dict:
     return changed if args.betas is None else dict(changed, betas=tuple(args.betas))
 
 
+def _follow(seen: dict, d, iteration: int, score: float, name: str, args, t0: float) -> None:
+    """Keep in ``seen`` the estimate the watching rule returns and where it first says stop (decision ``d`` at
+    ``iteration``, the estimate scoring ``score``); every ``--progress`` iterations print where the run is."""
+    if seen["stop"] is None:
+        if d.best:
+            seen["best_it"], seen["best_score"] = iteration, score
+        if d.stop:
+            seen["stop"] = iteration
+    if args.progress and (iteration + 1) % args.progress == 0:
+        print(f"  {name} {iteration + 1}: {score:.2f} (returned {seen['best_it']}: {seen['best_score']:.2f}, "
+              f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+def _watched_row(name, task, seen: dict, scores, iterations, r, t0: float) -> dict:
+    """The table's row of a run ``r`` to its iteration limit (started at ``t0``) watched by a rule (``seen``, kept
+    by :func:`_follow`): where the rule stopped and what it returned, the oracle peak and the quality at the end."""
+    per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
+    peak = int(np.argmax(scores))
+    stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
+    return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
+                psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
+                gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
+                fixed_iterations=r.iterations_run, paper_iterations=PAPER_ITERS[task],
+                seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
+                device=r.device)
+
+
 def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
     preset = get_preset(task, args.preset, factor=kwargs.get("factor"))      # as restore() gets it (x8: other settings)
     if task == "denoise" and args.stop == "held-out":
@@ -228,21 +255,11 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
             scores_average.append(metric(average.cpu(), gt))
         if image_sized:                  # RMS of the watched average's residual to the observation, grey levels
             residuals.append(255 * residual_rms(average.cpu(), y))
-        d = rule.update(state.iteration, average)
-        if seen["stop"] is None:
-            if d.best:
-                seen["best_it"], seen["best_score"] = state.iteration, s
-            if d.stop:
-                seen["stop"] = state.iteration
-        if args.progress and (state.iteration + 1) % args.progress == 0:
-            print(f"  {name} {state.iteration + 1}: {s:.2f} (returned {seen['best_it']}: {seen['best_score']:.2f}, "
-                  f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        _follow(seen, rule.update(state.iteration, average), state.iteration, s, name, args, t0)
 
     r = npr.restore(task, y, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
                     seed=args.seed, callback=observe, **kwargs, **overrides(args))
-    per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
-    peak = int(np.argmax(scores))
-    stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
+    row = _watched_row(name, task, seen, scores, iterations, r, t0)
     watched = dict(variances=rule.variances, noise_level=rule.noise_level, pool=rule.pool,
                    rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
                              tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
@@ -258,12 +275,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                          oracle_it_average=iterations[int(np.argmax(scores_average))],
                          gap_average=round(max(scores_average) - scores_average[i], 2),
                          unclip_gain=round(seen["best_score"] - scores_average[i], 2))    # of unrounded values
-    return dict(case=name, task=task, auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
-                psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
-                gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
-                fixed_iterations=r.iterations_run, paper_iterations=PAPER_ITERS[task],
-                seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
-                device=r.device, **unclipped), dict(case=name, iterations=iterations, scores=scores, losses=losses,
+    return dict(row, **unclipped), dict(case=name, iterations=iterations, scores=scores, losses=losses,
                                                     residuals=residuals, scores_average=scores_average, **watched)
 
 
@@ -339,27 +351,12 @@ def run_noisy_held_out_case(name, y, gt, metric, args, preset) -> tuple[dict, di
         s = metric(state.estimate.cpu(), gt)
         scores.append(s)
         iterations.append(state.iteration)
-        d = rule.update(state.iteration, state.average)     # as fit() feeds it: the output average
-        if seen["stop"] is None:
-            if d.best:
-                seen["best_it"], seen["best_score"] = state.iteration, s
-            if d.stop:
-                seen["stop"] = state.iteration
-        if args.progress and (state.iteration + 1) % args.progress == 0:
-            print(f"  {name} {state.iteration + 1}: {s:.2f} (returned {seen['best_it']}: {seen['best_score']:.2f}, "
-                  f"stop {seen['stop']}) {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        # as fit() feeds it: the output average
+        _follow(seen, rule.update(state.iteration, state.average), state.iteration, s, name, args, t0)
 
     r = npr.restore("denoise", fitted, preset=args.preset, stop="none", device=args.device, num_iter=args.iterations,
                     seed=args.seed, callback=observe, **overrides(args))
-    per_it = (time.perf_counter() - t0) / max(r.iterations_run, 1)
-    peak = int(np.argmax(scores))
-    stop_it = seen["stop"] if seen["stop"] is not None else r.iterations_run - 1
-    return dict(case=name, task="denoise", auto_stop=stop_it, returned=seen["best_it"], psnr_before_stretch=None,
-                psnr_auto=round(seen["best_score"], 2), oracle_peak=round(scores[peak], 2), oracle_it=iterations[peak],
-                gap=round(scores[peak] - seen["best_score"], 2), psnr_fixed=round(scores[-1], 2),
-                fixed_iterations=r.iterations_run, paper_iterations=PAPER_ITERS["denoise"],
-                seconds_per_iteration=round(per_it, 4), seconds_to_stop=round((stop_it + 1) * per_it, 1),
-                device=r.device), \
+    return _watched_row(name, "denoise", seen, scores, iterations, r, t0), \
         dict(case=name, iterations=iterations, scores=scores, errors=rule.errors,
              rule=dict(kind="held-out", held_out=rule.count, patience=rule.patience,
                        min_iterations=rule.min_iterations, noisy=True))
