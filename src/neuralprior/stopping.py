@@ -402,19 +402,19 @@ def hold_out_noisy(y: torch.Tensor, fraction: float, sigma: float, seed: int = 0
     _, held = split_mask(torch.ones(1, 1, *y.shape[-2:]), fraction, seed)
     held = held.to(y.device)
     keep = 1 - held
+    kept = y * keep                 # nothing below reads the held-out pixels' values
     c = y.shape[-3]
     ring = torch.ones(1, 1, 3, 3, device=y.device)
     ring[..., 1, 1] = 0
-    total = nnf.conv2d(nnf.pad(y * keep, (1, 1, 1, 1), mode="replicate"), ring.expand(c, 1, 3, 3), groups=c)
+    total = nnf.conv2d(nnf.pad(kept, (1, 1, 1, 1), mode="replicate"), ring.expand(c, 1, 3, 3), groups=c)
     k = nnf.conv2d(nnf.pad(keep, (1, 1, 1, 1), mode="replicate"), ring)
-    kept = y * keep                 # nothing below reads the held-out pixels' values
     mean = torch.where(k > 0, total / k.clamp(min=1), kept.sum() / (keep.sum() * c))
     gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + 0xF111) % 2**63)
     fresh = torch.randn(y.shape, generator=gen).to(y.device)
     fill = (mean + sigma * (1 - 1 / k.clamp(min=1)).sqrt() * fresh).clamp(0, 1)
     if torch.equal(torch.round(kept * 255) / 255, kept):
         fill = torch.round(fill * 255) / 255
-    return y * keep + fill * held, held
+    return kept + fill * held, held
 
 
 def make_stopping_rule(spec: str | int | StoppingRule | None, **auto_kwargs) -> StoppingRule:
