@@ -188,8 +188,10 @@ def crop_case(case, size: int | None):
 
 
 def overrides(args) -> dict:
-    """The preset's settings changed from the command line (``--sigma-p``, ``--betas``)."""
+    """The preset's settings changed from the command line (``--sigma-p``, ``--betas``, ``--lr``)."""
     changed = {} if args.sigma_p is None else {"reg_noise_std": args.sigma_p}
+    if args.lr is not None:
+        changed["lr"] = args.lr
     return changed if args.betas is None else dict(changed, betas=tuple(args.betas))
 
 
@@ -480,6 +482,7 @@ def main() -> None:
                    help="scikit-image images (skimage.data names) of the synthetic cases (default: %(default)s)")
     p.add_argument("--sigma-p", type=float, help="the preset's input perturbation sigma_p replaced by this one "
                                                  "(0-1 scale; the rule is the preset's)")
+    p.add_argument("--lr", type=float, help="the preset's learning rate replaced by this one")
     p.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
                    help="the optimiser's betas replaced by these (each in [0, 1))")
     p.add_argument("--sr-factors", type=int, nargs="+", default=[4], choices=[2, 3, 4, 8],
@@ -533,6 +536,8 @@ def main() -> None:
         raise SystemExit("error: --settle-ratio must be in [0, 1)")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
+    if args.lr is not None and not args.lr > 0:
+        raise SystemExit("error: --lr must be positive")
     if args.betas is not None:
         try:
             check_betas(args.betas)

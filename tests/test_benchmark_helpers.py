@@ -212,11 +212,18 @@ def test_stopping_refuses_bad_settings_before_writing_anything(monkeypatch, caps
     out.mkdir()
     (out / "stopping.md").write_text("kept")
     for bad, message in ((["--jpeg-qualities", "0"], "between 1 and 95"), (["--sigma-p", "-1"], "0 or more"),
-                         (["--betas", "0.9", "1"], r"two numbers in \[0, 1\)"),
+                         (["--betas", "0.9", "1"], r"two numbers in \[0, 1\)"), (["--lr", "0"], "positive"),
                          (["--jpeg-images", "nope"], "neither a ground truth")):
         with pytest.raises(SystemExit, match=message):
             run_main(bench_stopping, monkeypatch, capsys, "--data", str(tmp_path), "--out", str(out), *bad)
     assert (out / "stopping.md").read_text() == "kept"
+
+
+def test_stopping_overrides_carry_the_settings_given():
+    from types import SimpleNamespace
+    given = SimpleNamespace(sigma_p=0.02, betas=[0.8, 0.9], lr=0.005)
+    assert bench_stopping.overrides(given) == {"reg_noise_std": 0.02, "lr": 0.005, "betas": (0.8, 0.9)}
+    assert bench_stopping.overrides(SimpleNamespace(sigma_p=None, betas=None, lr=None)) == {}
 
 
 def test_levers_names_a_jpeg_case_of_any_image_and_quality(tmp_path):
