@@ -188,10 +188,13 @@ def crop_case(case, size: int | None):
 
 
 def overrides(args) -> dict:
-    """The preset's settings changed from the command line (``--sigma-p``, ``--betas``, ``--lr``)."""
+    """The preset's settings changed from the command line (``--sigma-p``, ``--betas``, ``--lr``,
+    ``--precision``)."""
     changed = {} if args.sigma_p is None else {"reg_noise_std": args.sigma_p}
     if args.lr is not None:
         changed["lr"] = args.lr
+    if args.precision is not None:
+        changed["precision"] = args.precision
     return changed if args.betas is None else dict(changed, betas=tuple(args.betas))
 
 
@@ -483,6 +486,8 @@ def main() -> None:
     p.add_argument("--sigma-p", type=float, help="the preset's input perturbation sigma_p replaced by this one "
                                                  "(0-1 scale; the rule is the preset's)")
     p.add_argument("--lr", type=float, help="the preset's learning rate replaced by this one")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "auto"),
+                   help="the preset's precision replaced by this one (auto: bfloat16 where fast)")
     p.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
                    help="the optimiser's betas replaced by these (each in [0, 1))")
     p.add_argument("--sr-factors", type=int, nargs="+", default=[4], choices=[2, 3, 4, 8],

@@ -221,9 +221,10 @@ def test_stopping_refuses_bad_settings_before_writing_anything(monkeypatch, caps
 
 def test_stopping_overrides_carry_the_settings_given():
     from types import SimpleNamespace
-    given = SimpleNamespace(sigma_p=0.02, betas=[0.8, 0.9], lr=0.005)
-    assert bench_stopping.overrides(given) == {"reg_noise_std": 0.02, "lr": 0.005, "betas": (0.8, 0.9)}
-    assert bench_stopping.overrides(SimpleNamespace(sigma_p=None, betas=None, lr=None)) == {}
+    given = SimpleNamespace(sigma_p=0.02, betas=[0.8, 0.9], lr=0.005, precision="float32")
+    assert bench_stopping.overrides(given) == {"reg_noise_std": 0.02, "lr": 0.005, "precision": "float32",
+                                               "betas": (0.8, 0.9)}
+    assert bench_stopping.overrides(SimpleNamespace(sigma_p=None, betas=None, lr=None, precision=None)) == {}
 
 
 def test_levers_names_a_jpeg_case_of_any_image_and_quality(tmp_path):
