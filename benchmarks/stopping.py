@@ -188,14 +188,11 @@ def crop_case(case, size: int | None):
 
 
 def overrides(args) -> dict:
-    """The preset's settings changed from the command line (``--sigma-p``, ``--betas``, ``--lr``,
-    ``--precision``)."""
-    changed = {} if args.sigma_p is None else {"reg_noise_std": args.sigma_p}
-    if args.lr is not None:
-        changed["lr"] = args.lr
-    if args.precision is not None:
-        changed["precision"] = args.precision
-    return changed if args.betas is None else dict(changed, betas=tuple(args.betas))
+    """The preset's settings changed from the command line (``--sigma-p``, ``--lr``, ``--precision``,
+    ``--betas``), by FitConfig field."""
+    given = {"reg_noise_std": args.sigma_p, "lr": args.lr, "precision": args.precision,
+             "betas": None if args.betas is None else tuple(args.betas)}
+    return {field: value for field, value in given.items() if value is not None}
 
 
 def _follow(seen: dict, d, iteration: int, score: float, name: str, args, t0: float) -> None:
