@@ -297,3 +297,25 @@ def test_the_sure_value_reaches_the_rule_and_its_floor_ends_the_run(astronaut_cr
     mse = _Recording(window=10, loss_floor=True)
     fit(y, net=net3(), config=sure_config(loss="mse", num_iter=5), stop=mse, device="cpu")
     assert mse.seen == []                                        # not an estimate of the error: not reported
+
+
+def test_the_rule_observes_sure_without_the_regulariser(astronaut_crop):
+    """observe_loss gets SURE's own value, the estimate of the output's error, not the loss with a regulariser
+    added: with a total-variation weight every observed value is below the fitted loss."""
+    from neuralprior.stopping import StoppingRule
+
+    class Observer(StoppingRule):
+        def reset(self):
+            super().reset()
+            self.seen = []
+
+        def observe_loss(self, value):
+            self.seen.append(value)
+
+    y = noisy_version(astronaut_crop)
+    for tv, below in ((0.0, False), (0.05, True)):
+        rule = Observer()
+        r = fit(y, net=net3(), config=sure_config(num_iter=5, noise_sigma=SIGMA, tv_weight=tv), stop=rule, device="cpu")
+        assert len(rule.seen) == 5
+        diffs = [loss - seen for loss, seen in zip(r.history["loss"], rule.seen)]
+        assert all(d > 0 for d in diffs) if below else all(d == 0 for d in diffs), diffs

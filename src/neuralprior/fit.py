@@ -264,7 +264,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
     start = time.perf_counter() - elapsed_before
 
     def passes(noise: torch.Tensor | None, b: torch.Tensor | None):
-        """One forward and backward pass; returns the output (cropped), the loss and the data term."""
+        """One forward and backward pass; returns the output (cropped), the loss, the data term and the loss
+        without its regularisers (SURE's own value with the SURE loss)."""
         z_in = z if noise is None else z + sigma_p * noise
         with autocast:
             # SURE: the pair (z_in, z_in + eps b) for the divergence below, as one batch or two passes
@@ -277,12 +278,13 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
             if sure:    # + 2 sigma^2 div f(y) / n, divergence by one Monte-Carlo finite difference
                 div = (crop_center(b, h, w) * (out_b.float() - out.float())).sum() / eps
                 loss = fit_term - sigma**2 + 2 * sigma**2 * div / y.numel()
+            risk = loss
             if cfg.tv_weight > 0:
                 loss = loss + cfg.tv_weight * total_variation(out.float())
             if cfg.tikhonov_weight > 0:
                 loss = loss + cfg.tikhonov_weight * squared_gradient(out.float())
         loss.backward()
-        return out, loss, fit_term
+        return out, loss, fit_term, risk
 
     graph = graph_io = None     # the recorded CUDA graph of `passes` and its (inputs, outputs)
 
@@ -333,10 +335,10 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
                     if drawn is not None:
                         static.copy_(drawn)
                 graph.replay()
-                out, loss, fit_term = graph_io[1]
+                out, loss, fit_term, risk = graph_io[1]
             else:
                 optimizer.zero_grad(set_to_none=True)
-                out, loss, fit_term = passes(noise, b)
+                out, loss, fit_term, risk = passes(noise, b)
             loss_value = float(loss.detach())   # host sync: needed for the guard and the history
             fit_value = float(fit_term.detach()) if sure else loss_value   # SURE's estimate is noisy, may be < 0
 
@@ -385,7 +387,8 @@ def fit(y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor] | None
 
             # stopping rule: keep the estimate it judges best; stop when it says so
             if sure:
-                rule.observe_loss(loss_value)       # SURE: an unbiased estimate of the output's error
+                rule.observe_loss(float(risk.detach()))   # SURE's own value (no regulariser): an unbiased
+                                                          # estimate of the output's error
             decision = rule.update(it, estimate)
             if decision.best or best is None:
                 best, best_it = estimate.clone(), it
