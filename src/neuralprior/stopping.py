@@ -46,7 +46,7 @@ class StoppingRule:
     def observe_loss(self, value: float) -> None:
         """The fit's loss at the iteration about to be judged, where it is an unbiased estimate of the
         output's mean squared error (the SURE loss; :func:`~neuralprior.fit` calls this only then, with
-        any regulariser the config adds included). Most rules ignore it."""
+        SURE's own value, without any regulariser the config adds). Most rules ignore it."""
 
     def state_dict(self) -> dict:
         return {}
