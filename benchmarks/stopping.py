@@ -267,7 +267,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                              tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
                              sample=rule.sample, settled=rule.settled, residual_power=rule.residual_power,
                              rise=rule.rise, settle_lag=rule.settle_lag, settle_ratio=rule.settle_ratio,
-                             loss_floor=rule.loss_floor))
+                             loss_floor=rule.loss_floor, min_decrease=rule.min_decrease))
     unclipped = {}
     if scores_average:          # the same iterates without unclipping: what unclipping gained
         i = iterations.index(seen["best_it"])
@@ -375,7 +375,7 @@ def _average_cell(row: dict) -> str:
 
 def replay(series: dict, patience: int, min_iterations: int, tolerance: float, level: float | None,
            tolerance_power: float = 1.0, settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0,
-           settle_lag: int = 0, settle_ratio: float = 0.0, loss_floor: bool = False):
+           settle_lag: int = 0, settle_ratio: float = 0.0, loss_floor: bool = False, min_decrease: float = 0.0):
     """Where the rule would have stopped with other settings (same window), from a saved series:
     the saved windowed variances (or held-out errors) go through the rule's own decision (``judge``),
     with ``loss_floor`` after the saved losses up to each judged iteration (``observe_loss``).
@@ -391,7 +391,7 @@ def replay(series: dict, patience: int, min_iterations: int, tolerance: float, l
         rule = WindowedVariance(window=series["rule"]["window"], patience=patience, min_iterations=min_iterations,
                                 tolerance=tolerance, tolerance_power=tolerance_power, settled=settled,
                                 residual_power=residual_power, rise=rise, settle_lag=settle_lag,
-                                settle_ratio=settle_ratio, loss_floor=loss_floor)
+                                settle_ratio=settle_ratio, loss_floor=loss_floor, min_decrease=min_decrease)
         rule.noise_level = level
         watched = series["variances"]
         if residual_power > 0 and not series.get("residuals"):
@@ -428,7 +428,7 @@ def main_replay(args) -> None:
         level = s.get("noise_level") or args.level
         # each setting: the one given, else the series' own (a series saved before it existed: off, or power 1)
         given = {k: getattr(args, k) for k in ("tolerance", "tolerance_power", "settled", "residual_power", "rise",
-                                               "settle_lag", "settle_ratio", "loss_floor")}
+                                               "settle_lag", "settle_ratio", "loss_floor", "min_decrease")}
         if given["settled"] is not None:
             given["settled"] /= 255                                 # given in grey levels
         kw = {k: r.get(k, 1.0 if k == "tolerance_power" else 0) if v is None else v for k, v in given.items()}
@@ -519,6 +519,9 @@ def main() -> None:
     p.add_argument("--settle-ratio", type=float, metavar="R", help="with --replay: see --settle-lag")
     p.add_argument("--loss-floor", choices=("on", "off"), help="with --replay: the SURE floor before "
                    "min_iterations (WindowedVariance's loss_floor; default: the series' own, off where it has none)")
+    p.add_argument("--min-decrease", type=float, metavar="D", help="with --replay: a new minimum counts (returned "
+                   "estimate, patience) only D (a fraction) below the last that counted (default: the series' own; "
+                   "0: every one)")
     p.add_argument("--level", type=float, help="noise level for --tolerance where the series has none (0-1 scale)")
     p.add_argument("--masks", action="store_true", help="no fitting: print the size of the inpainting cases' holes")
     args = p.parse_args()
@@ -536,6 +539,8 @@ def main() -> None:
         raise SystemExit("error: --settle-lag must be 0 or more")
     if args.settle_ratio is not None and not 0 <= args.settle_ratio < 1:
         raise SystemExit("error: --settle-ratio must be in [0, 1)")
+    if args.min_decrease is not None and not 0 <= args.min_decrease < 1:
+        raise SystemExit("error: --min-decrease must be in [0, 1)")
     if args.sigma_p is not None and not args.sigma_p >= 0:
         raise SystemExit("error: --sigma-p must be 0 or more")
     if args.lr is not None and not args.lr > 0:

@@ -492,3 +492,21 @@ def test_a_clipped_denoising_case_scores_the_average_and_its_unclipped_estimate(
     assert abs(float(noisy["unclip_gain"]) - gain) <= 0.011 and float(noisy["gap_average"]) >= 0
     series = json.loads((tmp_path / "series" / "synthetic-hubble_deep_field-s50.json").read_text())
     assert len(series["scores_average"]) == len(series["scores"]) == 60
+
+
+def test_replay_with_a_minimum_decrease(monkeypatch, capsys, tmp_path):
+    """--min-decrease D: a new minimum counts only D below the last counted one; a std edging down by 1% in
+    200 iterations after iteration 100 ends the run at 300 with the estimate of 100, not at the cap."""
+    its = list(range(600))
+    std = [1.0 - 0.004 * i if i <= 100 else 0.6 * (1 - 0.00005 * (i - 100)) for i in its]      # grey levels
+    rule = dict(window=50, patience=200, min_iterations=100, tolerance=0.0, tolerance_power=1.0)
+    series = {"case": "slow", "iterations": its, "scores": [20 + i / 100 for i in its], "noise_level": None,
+              "pool": 1, "rule": rule, "variances": [(i, (std[i] / 255) ** 2) for i in its[49:]]}
+    assert bench_stopping.replay(series, 200, 100, 0.0, None) == (599, 599, pytest.approx(25.99))
+    assert bench_stopping.replay(series, 200, 100, 0.0, None, min_decrease=0.02) == (300, 100, pytest.approx(21.0))
+    (tmp_path / "slow.json").write_text(json.dumps(series))
+    for extra, stop in (([], "599"), (["--min-decrease", "0.02"], "300")):
+        rows = table_rows(run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), *extra))
+        assert rows[0][:3] == ["slow", stop, "599" if stop == "599" else "100"]
+    with pytest.raises(SystemExit, match="--min-decrease must be in"):
+        run_main(bench_stopping, monkeypatch, capsys, "--replay", str(tmp_path), "--min-decrease", "1")

@@ -1093,3 +1093,34 @@ def test_held_out_inpainting_resumes_to_the_same_result(monkeypatch, astronaut_c
     neuralprior.inpaint(y, mask, num_iter=12, device="cpu", stop="none", checkpoint=tmp_path / "n.pt")
     with pytest.raises(NeuralPriorError, match="another stopping rule"):      # that one fitted every known pixel
         neuralprior.inpaint(y, mask, num_iter=14, device="cpu", resume=tmp_path / "n.pt")
+
+
+def test_min_decrease_ends_a_slow_edge_down_at_its_last_clear_minimum():
+    """A std that falls fast to 0.01 by iteration 100, then edges down by 1% in 200 iterations: every step is a
+    new minimum, so the patience never ends the run and the latest estimate is the one kept. With
+    ``min_decrease`` 2% only minima 2% under the last counted one count: the run ends ``patience`` after the
+    last of the fast fall. The settled stop still looks at every new low."""
+    from neuralprior.stopping import REFERENCE_NOISE
+
+    def std(t):
+        return 0.02 - 0.0001 * t if t <= 100 else 0.01 * (1 - 0.00005 * (t - 100))
+
+    def run(threshold=0.0, **kw):
+        rule = WindowedVariance(window=5, patience=200, min_iterations=0, tolerance=threshold / REFERENCE_NOISE, **kw)
+        rule.noise_level = REFERENCE_NOISE
+        return first_judged_stop(rule, lambda t: std(t) ** 2, iterations=600)
+
+    assert run() == (None, 599, "")
+    stop, best, reason = run(min_decrease=0.02)
+    assert 90 <= best <= 110 and stop == best + 200 and "not decreased" in reason
+    assert std(stop) > 0.98 * std(best)                             # less than 2% down in the patience
+    # a settled threshold of 0.00999, crossed at iteration 120 between counted minima: the stop is there
+    assert run(0.00999, min_decrease=0.02)[:2] == (120, 120) == run(0.00999)[:2]
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="min_decrease"):
+            WindowedVariance(min_decrease=bad)
+    old = WindowedVariance(min_decrease=0.02)                       # a checkpoint saved before the option
+    saved = WindowedVariance()
+    saved.judge(150, 1e-4)
+    old.load_state_dict({k: v for k, v in saved.state_dict().items() if k not in ("min_decrease", "lowest_value")})
+    assert old.min_decrease == 0 and old.lowest_value == old.best_variance

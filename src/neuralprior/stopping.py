@@ -146,6 +146,11 @@ class WindowedVariance(StoppingRule):
         than its divergence term sees, or where the noise level is a little high. Off; no preset uses
         it: on strongly clipped noise it caught two early peaks but ended others long before theirs
         (docs/stopping.md, "SURE below zero before iteration 100").
+    min_decrease : a new minimum counts (it becomes the returned estimate and restarts the patience) only
+        where the watched std (or std / ρ ** ``residual_power``) is at least this fraction below the last
+        one that counted; the settled stop still looks at every new low. On a fit whose std keeps edging down
+        while its quality falls, tiny new minima otherwise keep the patience from ending the run and return
+        ever later estimates. 0 = every new minimum counts.
     """
 
     name = "auto"
@@ -153,7 +158,8 @@ class WindowedVariance(StoppingRule):
     def __init__(self, window: int = 50, patience: int = 300, min_iterations: int = 100,
                  max_pixels: int = 128 * 128, tolerance: float = 0.0, tolerance_power: float = 1.0,
                  sample: str = "pool", settled: float = 0.0, residual_power: float = 0.0, rise: float = 0.0,
-                 settle_lag: int = 0, settle_ratio: float = 0.0, loss_floor: bool = False):
+                 settle_lag: int = 0, settle_ratio: float = 0.0, loss_floor: bool = False,
+                 min_decrease: float = 0.0):
         if sample not in ("pool", "pixels"):
             raise ValueError(f"sample must be 'pool' or 'pixels', got {sample!r}")
         if not (residual_power >= 0 and rise >= 0):
@@ -169,6 +175,9 @@ class WindowedVariance(StoppingRule):
         self.residual_power, self.rise = float(residual_power), float(rise)
         self.settle_lag, self.settle_ratio = int(settle_lag), float(settle_ratio)
         self.loss_floor = bool(loss_floor)
+        if not 0 <= min_decrease < 1:
+            raise ValueError(f"min_decrease must be in [0, 1), got {min_decrease}")
+        self.min_decrease = float(min_decrease)
         self.noise_level: float | None = None
         self.observation: torch.Tensor | None = None    # for residual_power; not part of state_dict
         self.reset()
@@ -176,7 +185,8 @@ class WindowedVariance(StoppingRule):
     def reset(self) -> None:
         self._buf: torch.Tensor | None = None
         self._count = 0
-        self.best_variance = float("inf")
+        self.best_variance = float("inf")      # the watched value at the last minimum that counted
+        self.lowest_value = float("inf")       # the lowest watched value (the settled stop looks at each new one)
         self.best_iteration = -1
         self.pool = 1
         self._pixels: torch.Tensor | None = None
@@ -212,6 +222,7 @@ class WindowedVariance(StoppingRule):
         x = self._shrink(estimate)
         if getattr(self, "_legacy", False):
             self.best_variance *= self.pool ** 2
+            self.lowest_value = self.best_variance
             self.variances = [(i, v * self.pool ** 2) for i, v in self.variances]
             self._legacy = False
         if self._buf is None:
@@ -255,20 +266,25 @@ class WindowedVariance(StoppingRule):
         value = self.watched(var)
         what = (f"windowed std / residual^{self.residual_power:g}" if self.residual_power > 0 and
                 self.residual is not None else "windowed variance")
-        decision, lowest = _at_lowest(self, iteration, value, self.best_variance, what)
+        below = self.best_variance * (1 - self.min_decrease) ** 2       # a minimum that counts: under this
+        decision, counted = _at_lowest(self, iteration, value, below, what)
         if decision.stop and self.rise > 0:
             grown = (value / self.best_variance) ** 0.5 - 1         # on the scale of the std
             if grown < self.rise:                                   # not yet risen: a plateau, go on
                 return Decision()
             decision.reason += f", and it has risen {grown:.0%} above that minimum"
-        if lowest:
+        if counted:
             self.best_variance = value
-            limit = self.settled_std()
-            if limit > 0 and var ** 0.5 <= limit and self._falling_slowly(iteration, var):
-                scale = (f"{limit / self.noise_level:.3g} x the noise level" if self._relative()
-                         else f"{limit * 255:.3g} grey levels")
-                return Decision(best=True, stop=True, reason=f"estimate settled: windowed std below {limit:.3g} "
-                                                             f"({scale})")
+        if decision.stop or iteration < self.min_iterations or not value < self.lowest_value:
+            return decision
+        self.lowest_value = value                                   # a new low (every counted minimum is one)
+        limit = self.settled_std()
+        if limit > 0 and var ** 0.5 <= limit and self._falling_slowly(iteration, var):
+            self.best_iteration = iteration
+            scale = (f"{limit / self.noise_level:.3g} x the noise level" if self._relative()
+                     else f"{limit * 255:.3g} grey levels")
+            return Decision(best=True, stop=True, reason=f"estimate settled: windowed std below {limit:.3g} "
+                                                         f"({scale})")
         return decision
 
     def _falling_slowly(self, iteration: int, var: float) -> bool:
@@ -297,6 +313,8 @@ class WindowedVariance(StoppingRule):
             self.loss_floor, self.losses = False, []
         if "sample" not in state:               # saved before the pixel sample existed: the variances are pooled
             self.sample = "pool"
+        if "min_decrease" not in state:         # saved before it existed: every minimum counted
+            self.min_decrease, self.lowest_value = 0.0, self.best_variance
         self._legacy = "pool" not in state      # saved before the variance was scaled by pool**2: scale it once known
 
 
