@@ -304,6 +304,23 @@ def test_denoising_stop_waits_out_a_150_iteration_stall():
     assert next(t for t, x in enumerate(seq) if short.update(t, x).stop) < 550
 
 
+def test_denoising_stop_ends_a_slow_edge_down_that_every_minimum_would_keep_going():
+    """The default denoising rule counts a new minimum of the windowed std only 2% under the last counted one: a
+    std edging down by 1% in 300 iterations after iteration 150 ends the run 200 iterations after the last clear
+    minimum; with every minimum counting (the fast preset's rule) the run goes on to the end."""
+    def std(t):
+        return 0.02 * 0.99 ** t if t <= 150 else 0.02 * 0.99 ** 150 * (1 - 0.01 * (t - 150) / 300)
+
+    def first_stop(name):
+        rule = get_preset("denoise", name).stopping_rule()
+        rule.noise_level = 0.5 / 255            # a settled threshold far below: only the patience can end the run
+        return next((t for t in range(900) if rule.judge(t, std(t) ** 2).stop), None), rule.best_iteration
+
+    stop, best = first_stop("default")
+    assert 140 <= best <= 160 and stop == best + 200
+    assert first_stop("fast") == (None, 899)
+
+
 def test_inpaint_quality_preset_is_the_default_with_a_wider_top(astronaut_crop):
     d, q = get_preset("inpaint", "default"), get_preset("inpaint", "quality")
     assert q.fit == d.fit and q.stop == d.stop == "auto"
