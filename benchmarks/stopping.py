@@ -65,6 +65,9 @@ from neuralprior.stopping import HeldOutError, WindowedVariance, residual_rms
 from neuralprior.tasks import _hold_out          # how restore() holds pixels out for the inpainting stop
 from neuralprior.tasks import hold_out_noisy_pixels     # and noisy pixels for denoising's stop="held-out"
 
+# the WindowedVariance settings a replay can change (--tolerance ... --min-decrease), saved with every series
+REPLAYED = ("tolerance", "tolerance_power", "settled", "residual_power", "rise", "settle_lag", "settle_ratio",
+            "loss_floor", "min_decrease")
 PAPER_ITERS = {"denoise": 3000, "inpaint": 11000, "super-resolve": 2000, "jpeg": 2400}
 PAPER_TEXT_ITERS = 6001        # the paper's text inpainting (kate): 6001 iterations, not restoration's 11000
 PAPER_HOLES_ITERS = 3001       # the paper's large-hole inpainting (library, its figure 8): 3001 iterations
@@ -263,11 +266,7 @@ def run_case(name, task, y, gt, kwargs, metric, args) -> tuple[dict, dict]:
                     seed=args.seed, callback=observe, **kwargs, **overrides(args))
     row = _watched_row(name, task, seen, scores, iterations, r, t0)
     watched = dict(variances=rule.variances, noise_level=rule.noise_level, pool=rule.pool,
-                   rule=dict(window=rule.window, patience=rule.patience, min_iterations=rule.min_iterations,
-                             tolerance=rule.tolerance, tolerance_power=rule.tolerance_power,
-                             sample=rule.sample, settled=rule.settled, residual_power=rule.residual_power,
-                             rise=rule.rise, settle_lag=rule.settle_lag, settle_ratio=rule.settle_ratio,
-                             loss_floor=rule.loss_floor, min_decrease=rule.min_decrease))
+                   rule={k: getattr(rule, k) for k in ("window", "patience", "min_iterations", "sample", *REPLAYED)})
     unclipped = {}
     if scores_average:          # the same iterates without unclipping: what unclipping gained
         i = iterations.index(seen["best_it"])
@@ -427,8 +426,7 @@ def main_replay(args) -> None:
         r = s["rule"]
         level = s.get("noise_level") or args.level
         # each setting: the one given, else the series' own (a series saved before it existed: off, or power 1)
-        given = {k: getattr(args, k) for k in ("tolerance", "tolerance_power", "settled", "residual_power", "rise",
-                                               "settle_lag", "settle_ratio", "loss_floor", "min_decrease")}
+        given = {k: getattr(args, k) for k in REPLAYED}
         if given["settled"] is not None:
             given["settled"] /= 255                                 # given in grey levels
         kw = {k: r.get(k, 1.0 if k == "tolerance_power" else 0) if v is None else v for k, v in given.items()}
