@@ -36,12 +36,12 @@ WIDE_TOP_NET = dict(channels_down=[32, 64, 64, 128, 128], channels_up=[32, 64, 6
 # denoising from the noisy image with the SURE loss converges in hundreds of iterations, not thousands:
 # a shorter window and patience for its automatic stop (patience 200: a fit can stall for 150 iterations and resume);
 # the settled threshold scales as sigma^2.5 (equal to 0.007 sigma at sigma = 25): strong noise is fitted sooner,
-# weak noise goes on gaining for longer; a new minimum of the windowed std counts only 2% under the last one that
+# weak noise goes on gaining for longer; a new minimum of the windowed std counts only 5% under the last one that
 # counted: a std that edges down while the quality falls no longer keeps the run going (docs/stopping.md)
-SURE_STOP = dict(window=20, patience=200, min_iterations=100, tolerance=0.007, tolerance_power=2.5, min_decrease=0.02)
+SURE_STOP = dict(window=20, patience=200, min_iterations=100, tolerance=0.007, tolerance_power=2.5, min_decrease=0.05)
 # fast: with SHORT_BETAS the SURE fit peaks sooner and then declines; a settled threshold 2.3 times the default's
 # ends it near its peak, after 43 to 83% of the default's iterations (docs/stopping.md); every minimum counts (the
-# 2% of the default was not checked with it)
+# 5% of the default was not checked with it)
 SURE_STOP_FAST = dict(SURE_STOP, tolerance=0.016, min_decrease=0.0)
 # inpainting: 5% of the known pixels are held out of the fit; the run stops 500 iterations after the minimum of
 # their error (the fit keeps improving slowly for thousands of iterations, then slowly declines: docs/stopping.md),
