@@ -308,18 +308,21 @@ def test_denoising_stop_ends_a_slow_edge_down_that_every_minimum_would_keep_goin
     """The default denoising rule counts a new minimum of the windowed std only 5% under the last counted one: a
     std edging down by 4% in 300 iterations after iteration 150 ends the run 200 iterations after the last clear
     minimum (at 2% a new minimum would count about every 150 iterations, less than the patience, and the run would
-    go on to the end); with every minimum counting (the fast preset's rule) the run goes on to the end."""
+    go on to the end); with every minimum counting the run goes on to the end. The fast preset's rule does the
+    same as the default's."""
     def std(t):
         return 0.02 * 0.99 ** t if t <= 150 else 0.02 * 0.99 ** 150 * (1 - 0.04 * (t - 150) / 300)
 
-    def first_stop(name):
-        rule = get_preset("denoise", name).stopping_rule()
+    def first_stop(name, **change):
+        rule = WindowedVariance(**dict(get_preset("denoise", name).stop_args, **change))
         rule.noise_level = 0.5 / 255            # a settled threshold far below: only the patience can end the run
         return next((t for t in range(900) if rule.judge(t, std(t) ** 2).stop), None), rule.best_iteration
 
     stop, best = first_stop("default")
     assert 140 <= best <= 160 and stop == best + 200
-    assert first_stop("fast") == (None, 899)
+    assert first_stop("fast") == (stop, best)
+    assert first_stop("default", min_decrease=0.02)[0] is None
+    assert first_stop("default", min_decrease=0.0) == (None, 899)
 
 
 def test_inpaint_quality_preset_is_the_default_with_a_wider_top(astronaut_crop):
