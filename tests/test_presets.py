@@ -314,7 +314,8 @@ def test_denoising_stop_ends_a_slow_edge_down_that_every_minimum_would_keep_goin
         return 0.02 * 0.99 ** t if t <= 150 else 0.02 * 0.99 ** 150 * (1 - 0.04 * (t - 150) / 300)
 
     def first_stop(name, **change):
-        rule = WindowedVariance(**dict(get_preset("denoise", name).stop_args, **change))
+        preset = get_preset("denoise", name)
+        rule = WindowedVariance(**dict(preset.stop_args, **change)) if change else preset.stopping_rule()
         rule.noise_level = 0.5 / 255            # a settled threshold far below: only the patience can end the run
         return next((t for t in range(900) if rule.judge(t, std(t) ** 2).stop), None), rule.best_iteration
 
