@@ -299,7 +299,6 @@ def test_the_sure_value_reaches_the_rule_and_its_floor_ends_the_run(astronaut_cr
     assert mse.seen == []                                        # not an estimate of the error: not reported
 
 
-
 def test_the_rule_observes_sure_without_the_regulariser(astronaut_crop):
     """observe_loss gets SURE's own value, the estimate of the output's error, not the loss with a regulariser
     added: with a total-variation weight every observed value is below the fitted loss."""
